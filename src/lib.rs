@@ -1,0 +1,5 @@
+//! crossdistill: distill cross-encoder rerankers.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod hub;
