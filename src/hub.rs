@@ -73,7 +73,9 @@ pub fn resolve_file(repo_id: &str, kind: RepoKind, filename: &str) -> Result<Pat
                 cache.display()
             ),
         )
-        .with_hint("unset HF_HUB_OFFLINE to download it, fill the cache, or pass a local directory"));
+        .with_hint(
+            "unset HF_HUB_OFFLINE to download it, fill the cache, or pass a local directory",
+        ));
     }
     let api = hf_hub::api::sync::ApiBuilder::new()
         .with_cache_dir(cache.clone())

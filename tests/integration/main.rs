@@ -1,1 +1,6 @@
-fn main(){}
+//! crossdistill's integration tests: one binary, so candle and the tokenizer link once.
+
+mod common;
+mod model_parity;
+mod model_training;
+mod predict_cli;

@@ -1,0 +1,296 @@
+//! The parts of a Hugging Face `config.json` that define an encoder and its ranking head.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Encoder families we can build and train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// BERT, MiniLM, and BERT with an XLM-R SentencePiece tokenizer (multilingual-e5).
+    /// Position ids from 0; head = pooler (dense + tanh) + classifier.
+    Bert,
+    /// XLM-RoBERTa / RoBERTa: position ids from `pad_token_id + 1`; head = dense + tanh +
+    /// out_proj on the first token; no pooler.
+    XlmRoberta,
+}
+
+impl Architecture {
+    /// The weight-name prefix transformers uses for the encoder (`bert`, `roberta`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+            Architecture::XlmRoberta => "roberta",
+        }
+    }
+
+    /// `architectures[0]` of a saved sequence-classification checkpoint.
+    pub fn classification_class(self, model_type: &str) -> String {
+        match (self, model_type) {
+            (Architecture::Bert, _) => "BertForSequenceClassification".into(),
+            (Architecture::XlmRoberta, "roberta") => "RobertaForSequenceClassification".into(),
+            (Architecture::XlmRoberta, _) => "XLMRobertaForSequenceClassification".into(),
+        }
+    }
+}
+
+/// The feed-forward activation (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HiddenAct {
+    /// Exact GELU, `0.5 x (1 + erf(x / √2))` (`gelu`).
+    GeluErf,
+    /// Tanh-approximated GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// ReLU.
+    Relu,
+}
+
+/// An encoder configuration read from `config.json`.
+#[derive(Debug, Clone)]
+pub struct EncoderConfig {
+    /// Encoder family.
+    pub architecture: Architecture,
+    /// `model_type` as written (`bert`, `xlm-roberta`, `roberta`).
+    pub model_type: String,
+    /// Rows of the word-embedding table.
+    pub vocab_size: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Feed-forward activation.
+    pub hidden_act: HiddenAct,
+    /// Dropout on hidden states.
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout in the classification head (`classifier_dropout`, else `hidden_dropout_prob`).
+    pub classifier_dropout: f64,
+    /// Rows of the position-embedding table.
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type table (1 means no segment information).
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Padding token id.
+    pub pad_token_id: u32,
+    /// Standard deviation of the initialiser for fresh weights.
+    pub initializer_range: f64,
+    /// Outputs of the classification head.
+    pub num_labels: usize,
+    /// `sentence_transformers.activation_fn` (torch full name), when the config names one.
+    pub activation_fn: Option<String>,
+    /// The whole config.json, kept so that saving preserves every key we do not interpret.
+    pub raw: Value,
+}
+
+fn get_usize(raw: &Value, key: &str, path: &Path) -> Result<Option<usize>> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+            Error::input(
+                path,
+                None,
+                format!("`{key}` must be a non-negative integer, found {v}"),
+            )
+        }),
+    }
+}
+
+fn get_f64(raw: &Value, key: &str, path: &Path) -> Result<Option<f64>> {
+    match raw.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+            Error::input(path, None, format!("`{key}` must be a number, found {v}"))
+        }),
+    }
+}
+
+fn require(value: Option<usize>, key: &str, path: &Path) -> Result<usize> {
+    value.filter(|v| *v > 0).ok_or_else(|| {
+        Error::input(
+            path,
+            None,
+            format!("`{key}` is missing or 0; an encoder config needs it"),
+        )
+    })
+}
+
+impl EncoderConfig {
+    /// Parse a config.json file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let raw: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::input(path, Some(e.line()), format!("invalid JSON: {e}")))?;
+        Self::from_value(raw, path)
+    }
+
+    /// Interpret a parsed config.json (`path` is used in error messages).
+    pub fn from_value(raw: Value, path: &Path) -> Result<Self> {
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let architecture = match model_type.as_str() {
+            "bert" => Architecture::Bert,
+            "xlm-roberta" | "roberta" => Architecture::XlmRoberta,
+            other => {
+                let found = if other.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("`{other}`")
+                };
+                return Err(Error::input(
+                    path,
+                    None,
+                    format!("unsupported model_type {found}; crossdistill trains bert (incl. MiniLM, multilingual-e5), xlm-roberta and roberta encoders"),
+                )
+                .with_hint("pick a BERT or XLM-RoBERTa checkpoint"));
+            }
+        };
+        let hidden_act = match raw.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
+            "gelu" => HiddenAct::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => HiddenAct::GeluTanh,
+            "relu" => HiddenAct::Relu,
+            other => {
+                return Err(Error::input(
+                    path,
+                    None,
+                    format!("unsupported hidden_act `{other}`; expected gelu, gelu_new, gelu_pytorch_tanh or relu"),
+                ))
+            }
+        };
+        let hidden_size = require(get_usize(&raw, "hidden_size", path)?, "hidden_size", path)?;
+        let num_attention_heads = require(
+            get_usize(&raw, "num_attention_heads", path)?,
+            "num_attention_heads",
+            path,
+        )?;
+        if hidden_size % num_attention_heads != 0 {
+            return Err(Error::input(
+                path,
+                None,
+                format!("hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}"),
+            ));
+        }
+        let hidden_dropout_prob = get_f64(&raw, "hidden_dropout_prob", path)?.unwrap_or(0.1);
+        let num_labels = match get_usize(&raw, "num_labels", path)? {
+            Some(n) => n,
+            None => raw
+                .get("id2label")
+                .and_then(Value::as_object)
+                .map(|m| m.len())
+                .filter(|n| *n > 0)
+                .unwrap_or(1),
+        };
+        let activation_fn = raw
+            .get("sentence_transformers")
+            .and_then(|st| st.get("activation_fn"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let default_pad = match architecture {
+            Architecture::Bert => 0,
+            Architecture::XlmRoberta => 1,
+        };
+        Ok(Self {
+            architecture,
+            model_type,
+            vocab_size: require(get_usize(&raw, "vocab_size", path)?, "vocab_size", path)?,
+            hidden_size,
+            num_hidden_layers: require(
+                get_usize(&raw, "num_hidden_layers", path)?,
+                "num_hidden_layers",
+                path,
+            )?,
+            num_attention_heads,
+            intermediate_size: require(
+                get_usize(&raw, "intermediate_size", path)?,
+                "intermediate_size",
+                path,
+            )?,
+            hidden_act,
+            hidden_dropout_prob,
+            attention_probs_dropout_prob: get_f64(&raw, "attention_probs_dropout_prob", path)?
+                .unwrap_or(0.1),
+            classifier_dropout: get_f64(&raw, "classifier_dropout", path)?
+                .unwrap_or(hidden_dropout_prob),
+            max_position_embeddings: require(
+                get_usize(&raw, "max_position_embeddings", path)?,
+                "max_position_embeddings",
+                path,
+            )?,
+            type_vocab_size: get_usize(&raw, "type_vocab_size", path)?
+                .unwrap_or(2)
+                .max(1),
+            layer_norm_eps: get_f64(&raw, "layer_norm_eps", path)?.unwrap_or(1e-12),
+            pad_token_id: get_usize(&raw, "pad_token_id", path)?.unwrap_or(default_pad) as u32,
+            initializer_range: get_f64(&raw, "initializer_range", path)?.unwrap_or(0.02),
+            num_labels,
+            activation_fn,
+            raw,
+        })
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// The longest input the position table allows (XLM-R reserves `pad_token_id + 1` rows).
+    pub fn max_input_length(&self) -> usize {
+        match self.architecture {
+            Architecture::Bert => self.max_position_embeddings,
+            Architecture::XlmRoberta => self
+                .max_position_embeddings
+                .saturating_sub(self.pad_token_id as usize + 1),
+        }
+    }
+
+    /// The config.json of a saved `*ForSequenceClassification` checkpoint, with
+    /// `sentence_transformers.activation_fn` set to `activation_fn` (a torch full name).
+    pub fn to_classification_json(&self, activation_fn: &str) -> Value {
+        let mut raw = self.raw.clone();
+        if !raw.is_object() {
+            raw = Value::Object(Default::default());
+        }
+        let object = raw
+            .as_object_mut()
+            .expect("replaced by an object above when it was not one");
+        object.insert(
+            "architectures".into(),
+            Value::from(vec![self
+                .architecture
+                .classification_class(&self.model_type)]),
+        );
+        let id2label: serde_json::Map<String, Value> = (0..self.num_labels)
+            .map(|i| (i.to_string(), Value::from(format!("LABEL_{i}"))))
+            .collect();
+        let label2id: serde_json::Map<String, Value> = (0..self.num_labels)
+            .map(|i| (format!("LABEL_{i}"), Value::from(i)))
+            .collect();
+        object.insert("id2label".into(), Value::Object(id2label));
+        object.insert("label2id".into(), Value::Object(label2id));
+        object.remove("num_labels");
+        object.remove("_name_or_path");
+        object.remove("_note");
+        object.insert("vocab_size".into(), Value::from(self.vocab_size));
+        object.insert(
+            "num_hidden_layers".into(),
+            Value::from(self.num_hidden_layers),
+        );
+        object.insert("pad_token_id".into(), Value::from(self.pad_token_id));
+        object.insert("dtype".into(), Value::from("float32"));
+        object.remove("torch_dtype");
+        let mut st = serde_json::Map::new();
+        st.insert("activation_fn".into(), Value::from(activation_fn));
+        object.insert("sentence_transformers".into(), Value::Object(st));
+        raw
+    }
+}

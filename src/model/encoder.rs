@@ -1,0 +1,273 @@
+//! The trainable transformer encoder and its sequence-classification heads.
+//!
+//! Post-LN BERT/XLM-R blocks written with differentiable candle ops plus the fused ops of
+//! [`super::ops`], so every parameter receives a gradient. Dropout is active in training (masks
+//! from a seedable [`Dropout`] stream) and off in inference.
+
+use candle_core::{DType, Device, Tensor, D};
+
+use super::config::{Architecture, EncoderConfig, HiddenAct};
+use super::ops::{layer_norm, linear, masked_softmax, Dropout};
+use super::weights::Params;
+use crate::error::Result;
+use crate::tokenize::PaddedBatch;
+
+/// Inference or training (with a dropout stream).
+#[derive(Debug)]
+pub enum Mode<'a> {
+    /// No dropout.
+    Eval,
+    /// Dropout from this stream.
+    Train(&'a mut Dropout),
+}
+
+impl Mode<'_> {
+    fn dropout(&mut self, xs: &Tensor, p: f64) -> Result<Tensor> {
+        match self {
+            Mode::Eval => Ok(xs.clone()),
+            Mode::Train(stream) => Ok(stream.apply(xs, p)?),
+        }
+    }
+}
+
+/// A padded batch as device tensors.
+#[derive(Debug, Clone)]
+pub struct BatchTensors {
+    /// `(B, L)` u32 token ids.
+    pub input_ids: Tensor,
+    /// `(B, L)` u32 segment ids.
+    pub type_ids: Tensor,
+    /// `(B, L)` u32 position ids.
+    pub position_ids: Tensor,
+    /// `(B, L)` f32, 1 on real tokens.
+    pub attention_mask: Tensor,
+}
+
+impl BatchTensors {
+    /// Build the tensors for `batch` as `config`'s architecture expects them.
+    pub fn new(batch: &PaddedBatch, config: &EncoderConfig, device: &Device) -> Result<Self> {
+        let shape = (batch.batch_size, batch.seq_len);
+        let pad = config.pad_token_id;
+        let positions: Vec<u32> = match config.architecture {
+            Architecture::Bert => (0..batch.batch_size)
+                .flat_map(|_| 0..batch.seq_len as u32)
+                .collect(),
+            // transformers' create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad
+            Architecture::XlmRoberta => batch
+                .input_ids
+                .chunks(batch.seq_len.max(1))
+                .flat_map(|row| {
+                    let mut count = 0u32;
+                    row.iter()
+                        .map(|&id| {
+                            if id != pad {
+                                count += 1;
+                                count + pad
+                            } else {
+                                pad
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        };
+        let type_ids: Vec<u32> = if config.type_vocab_size > 1 {
+            batch.type_ids.clone()
+        } else {
+            vec![0; batch.type_ids.len()]
+        };
+        Ok(Self {
+            input_ids: Tensor::from_vec(batch.input_ids.clone(), shape, device)?,
+            type_ids: Tensor::from_vec(type_ids, shape, device)?,
+            position_ids: Tensor::from_vec(positions, shape, device)?,
+            attention_mask: Tensor::from_vec(batch.attention_mask.clone(), shape, device)?,
+        })
+    }
+}
+
+struct Layer {
+    qkv: [(Tensor, Tensor); 3],
+    attn_out: (Tensor, Tensor),
+    attn_norm: (Tensor, Tensor),
+    inter: (Tensor, Tensor),
+    out: (Tensor, Tensor),
+    out_norm: (Tensor, Tensor),
+}
+
+enum Head {
+    /// BERT: pooler (dense + tanh) then classifier.
+    Bert {
+        pooler: (Tensor, Tensor),
+        classifier: (Tensor, Tensor),
+    },
+    /// XLM-R: dense + tanh then out_proj.
+    Roberta {
+        dense: (Tensor, Tensor),
+        out_proj: (Tensor, Tensor),
+    },
+}
+
+/// Tensors of one model, bound by name once, shared with the trainable [`Params`].
+pub(crate) struct Encoder {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    emb_norm: (Tensor, Tensor),
+    layers: Vec<Layer>,
+    head: Head,
+}
+
+impl Encoder {
+    pub(crate) fn bind(config: &EncoderConfig, params: &Params) -> Result<Self> {
+        let p = config.architecture.prefix();
+        let pair = |name: &str| -> Result<(Tensor, Tensor)> {
+            Ok((
+                params.get(&format!("{name}.weight"))?,
+                params.get(&format!("{name}.bias"))?,
+            ))
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = format!("{p}.encoder.layer.{i}");
+            layers.push(Layer {
+                qkv: [
+                    pair(&format!("{l}.attention.self.query"))?,
+                    pair(&format!("{l}.attention.self.key"))?,
+                    pair(&format!("{l}.attention.self.value"))?,
+                ],
+                attn_out: pair(&format!("{l}.attention.output.dense"))?,
+                attn_norm: pair(&format!("{l}.attention.output.LayerNorm"))?,
+                inter: pair(&format!("{l}.intermediate.dense"))?,
+                out: pair(&format!("{l}.output.dense"))?,
+                out_norm: pair(&format!("{l}.output.LayerNorm"))?,
+            });
+        }
+        let head = match config.architecture {
+            Architecture::Bert => Head::Bert {
+                pooler: pair(&format!("{p}.pooler.dense"))?,
+                classifier: pair("classifier")?,
+            },
+            Architecture::XlmRoberta => Head::Roberta {
+                dense: pair("classifier.dense")?,
+                out_proj: pair("classifier.out_proj")?,
+            },
+        };
+        Ok(Self {
+            word: params.get(&format!("{p}.embeddings.word_embeddings.weight"))?,
+            position: params.get(&format!("{p}.embeddings.position_embeddings.weight"))?,
+            token_type: params.get(&format!("{p}.embeddings.token_type_embeddings.weight"))?,
+            emb_norm: pair(&format!("{p}.embeddings.LayerNorm"))?,
+            layers,
+            head,
+        })
+    }
+
+    /// Hidden states `(B, L, H)`; with `collect`, also the output of the embeddings and of
+    /// every layer.
+    pub(crate) fn hidden_states(
+        &self,
+        config: &EncoderConfig,
+        batch: &BatchTensors,
+        mode: &mut Mode,
+        mut collect: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        let (b_sz, seq_len) = batch.input_ids.dims2()?;
+        let h = config.hidden_size;
+        let gather = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
+            Ok(table
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b_sz, seq_len, h))?)
+        };
+        let embeddings = gather(&self.word, &batch.input_ids)?
+            .add(&gather(&self.position, &batch.position_ids)?)?
+            .add(&gather(&self.token_type, &batch.type_ids)?)?;
+        let mut xs = layer_norm(
+            &embeddings,
+            &self.emb_norm.0,
+            &self.emb_norm.1,
+            config.layer_norm_eps,
+        )?;
+        xs = mode.dropout(&xs, config.hidden_dropout_prob)?;
+        if let Some(out) = collect.as_deref_mut() {
+            out.push(xs.clone());
+        }
+        let heads = config.num_attention_heads;
+        let head_dim = config.head_dim();
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        for layer in &self.layers {
+            let split = |t: Tensor| -> Result<Tensor> {
+                Ok(t.reshape((b_sz, seq_len, heads, head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let [q, k, v] = &layer.qkv;
+            let query = split((linear(&xs, &q.0, Some(&q.1))? * scale)?)?;
+            let key = split(linear(&xs, &k.0, Some(&k.1))?)?;
+            let value = split(linear(&xs, &v.0, Some(&v.1))?)?;
+            let scores = query.matmul(&key.t()?)?;
+            let probs = masked_softmax(&scores, &batch.attention_mask)?;
+            let probs = mode.dropout(&probs, config.attention_probs_dropout_prob)?;
+            let context = probs
+                .matmul(&value)?
+                .transpose(1, 2)?
+                .reshape((b_sz, seq_len, h))?;
+            let attn = linear(&context, &layer.attn_out.0, Some(&layer.attn_out.1))?;
+            let attn = mode.dropout(&attn, config.hidden_dropout_prob)?;
+            let xs_attn = layer_norm(
+                &attn.add(&xs)?,
+                &layer.attn_norm.0,
+                &layer.attn_norm.1,
+                config.layer_norm_eps,
+            )?;
+            let inter = linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?;
+            let inter = match config.hidden_act {
+                HiddenAct::GeluErf => inter.gelu_erf()?,
+                HiddenAct::GeluTanh => inter.gelu()?,
+                HiddenAct::Relu => inter.relu()?,
+            };
+            let out = linear(&inter, &layer.out.0, Some(&layer.out.1))?;
+            let out = mode.dropout(&out, config.hidden_dropout_prob)?;
+            xs = layer_norm(
+                &out.add(&xs_attn)?,
+                &layer.out_norm.0,
+                &layer.out_norm.1,
+                config.layer_norm_eps,
+            )?;
+            if let Some(out) = collect.as_deref_mut() {
+                out.push(xs.clone());
+            }
+        }
+        Ok(xs)
+    }
+
+    /// Logits `(B, num_labels)` from hidden states, through the head on the first token.
+    pub(crate) fn head(
+        &self,
+        config: &EncoderConfig,
+        hidden: &Tensor,
+        mode: &mut Mode,
+    ) -> Result<Tensor> {
+        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        match &self.head {
+            Head::Bert { pooler, classifier } => {
+                let pooled = linear(&first, &pooler.0, Some(&pooler.1))?.tanh()?;
+                let pooled = mode.dropout(&pooled, config.classifier_dropout)?;
+                Ok(linear(&pooled, &classifier.0, Some(&classifier.1))?)
+            }
+            Head::Roberta { dense, out_proj } => {
+                let xs = mode.dropout(&first, config.classifier_dropout)?;
+                let xs = linear(&xs, &dense.0, Some(&dense.1))?.tanh()?;
+                let xs = mode.dropout(&xs, config.classifier_dropout)?;
+                Ok(linear(&xs, &out_proj.0, Some(&out_proj.1))?)
+            }
+        }
+    }
+
+    /// Mean of hidden states over real tokens `(B, H)` (bi-encoder pooling).
+    pub(crate) fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+        Ok(summed.broadcast_div(&counts)?)
+    }
+}

@@ -1,0 +1,19 @@
+//! Trainable cross-encoders: configs, weights, the encoder, heads, loading and saving.
+//!
+//! candle-transformers' encoders cannot be trained (no backward for LayerNorm and softmax), so
+//! crossdistill owns its encoder: [`ops`] has the fused LayerNorm and masked softmax with
+//! analytic backward passes, [`CrossEncoder`] the model.
+
+mod config;
+mod cross_encoder;
+mod encoder;
+pub mod ops;
+mod source;
+mod weights;
+
+pub use config::{Architecture, EncoderConfig, HiddenAct};
+pub use cross_encoder::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
+pub use encoder::{BatchTensors, Mode};
+pub use ops::Dropout;
+pub use source::{looks_like_hub_id, ModelFiles};
+pub use weights::{param_specs, LoadReport, ParamKind, ParamSpec, Params};

@@ -1,0 +1,564 @@
+//! Differentiable building blocks that candle lacks a backward for.
+//!
+//! `candle_nn::ops::layer_norm` and `softmax_last_dim` have no backward pass, so an encoder built
+//! on them trains only its head. Here:
+//! - [`layer_norm`]: on CPU a fused `CustomOp3` (one pass forward, one pass backward for x, gamma
+//!   and beta); elsewhere composed from differentiable candle ops.
+//! - [`masked_softmax`]: softmax over the last dimension with a key mask; on CPU a fused
+//!   `CustomOp2` with the analytic backward `dx = y ⊙ (g − Σ g⊙y)`; elsewhere composed.
+//! - [`linear`], [`Dropout`]: plain candle ops, with dropout masks from a seedable generator
+//!   (candle's CPU RNG cannot be seeded), so a forward pass can be replayed with the same masks.
+//!
+//! Every hand-written backward is checked against central finite differences in the tests.
+
+use candle_core::{
+    backend::BackendStorage, bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storage,
+    Tensor, D,
+};
+use rayon::prelude::*;
+
+type CResult<T> = candle_core::Result<T>;
+
+/// Rows per rayon task: small tensors stay on one thread.
+const PAR_ROWS: usize = 64;
+
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> CResult<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(data) => data,
+        other => bail!("{op}: expected f32 input, found {:?}", other.dtype()),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => Err(candle_core::Error::RequiresContiguous { op }),
+    }
+}
+
+/// Run `f` on the contiguous f32 CPU data of `t`.
+fn with_cpu_f32<R>(t: &Tensor, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> CResult<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => Ok(f(f32_slice(cpu, layout, op)?)),
+        _ => bail!("{op}: the fused kernel runs on CPU tensors only"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+/// Normalise one row; returns (mean, 1/std).
+#[inline]
+fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "crossdistill-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let xs = f32_slice(s1, l1, self.name())?;
+        let gamma = f32_slice(s2, l2, self.name())?;
+        let beta = f32_slice(s3, l3, self.name())?;
+        let hidden = gamma.len();
+        if hidden == 0 || xs.len() % hidden != 0 || beta.len() != hidden {
+            bail!(
+                "layer_norm: input {:?} does not match gamma [{hidden}] / beta [{}]",
+                l1.shape(),
+                beta.len()
+            );
+        }
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(hidden * PAR_ROWS)
+            .zip(xs.par_chunks(hidden * PAR_ROWS))
+            .for_each(|(out_rows, x_rows)| {
+                for (out_row, x_row) in out_rows.chunks_mut(hidden).zip(x_rows.chunks(hidden)) {
+                    let (mean, rstd) = row_stats(x_row, self.eps);
+                    for j in 0..hidden {
+                        out_row[j] = (x_row[j] - mean) * rstd * gamma[j] + beta[j];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let hidden = gamma.elem_count();
+        let (dx, dgamma, dbeta) = with_cpu_f32(xs, self.name(), |x| {
+            with_cpu_f32(gamma, self.name(), |g_w| {
+                with_cpu_f32(grad, self.name(), |dy| {
+                    layer_norm_backward(x, g_w, dy, hidden, self.eps)
+                })
+            })
+        })????;
+        let device = xs.device();
+        Ok((
+            Some(Tensor::from_vec(dx, xs.shape(), device)?),
+            Some(Tensor::from_vec(dgamma, gamma.shape(), device)?),
+            Some(Tensor::from_vec(dbeta, gamma.shape(), device)?),
+        ))
+    }
+}
+
+/// Gradients of LayerNorm: `dx = rstd (g⊙γ − mean(g⊙γ) − x̂ mean(g⊙γ⊙x̂))`, `dγ = Σ g⊙x̂`,
+/// `dβ = Σ g`, summed over rows.
+fn layer_norm_backward(
+    xs: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    hidden: usize,
+    eps: f32,
+) -> CResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    if xs.len() != dy.len() || xs.len() % hidden != 0 {
+        bail!(
+            "layer_norm backward: input has {} values, gradient {}",
+            xs.len(),
+            dy.len()
+        );
+    }
+    let mut dx = vec![0f32; xs.len()];
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(hidden * PAR_ROWS)
+        .zip(xs.par_chunks(hidden * PAR_ROWS))
+        .zip(dy.par_chunks(hidden * PAR_ROWS))
+        .map(|((dx_rows, x_rows), dy_rows)| {
+            let mut dgamma = vec![0f32; hidden];
+            let mut dbeta = vec![0f32; hidden];
+            let mut xhat = vec![0f32; hidden];
+            for ((dx_row, x_row), dy_row) in dx_rows
+                .chunks_mut(hidden)
+                .zip(x_rows.chunks(hidden))
+                .zip(dy_rows.chunks(hidden))
+            {
+                let (mean, rstd) = row_stats(x_row, eps);
+                let mut sum_gw = 0f32;
+                let mut sum_gw_xhat = 0f32;
+                for j in 0..hidden {
+                    xhat[j] = (x_row[j] - mean) * rstd;
+                    let gw = dy_row[j] * gamma[j];
+                    sum_gw += gw;
+                    sum_gw_xhat += gw * xhat[j];
+                    dgamma[j] += dy_row[j] * xhat[j];
+                    dbeta[j] += dy_row[j];
+                }
+                let n = hidden as f32;
+                let mean_gw = sum_gw / n;
+                let mean_gw_xhat = sum_gw_xhat / n;
+                for j in 0..hidden {
+                    dx_row[j] = rstd * (dy_row[j] * gamma[j] - mean_gw - xhat[j] * mean_gw_xhat);
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    let mut dgamma = vec![0f32; hidden];
+    let mut dbeta = vec![0f32; hidden];
+    for (pg, pb) in partials {
+        for j in 0..hidden {
+            dgamma[j] += pg[j];
+            dbeta[j] += pb[j];
+        }
+    }
+    Ok((dx, dgamma, dbeta))
+}
+
+/// LayerNorm over the last dimension: `(x − mean) / sqrt(var + eps) ⊙ gamma + beta`.
+pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> CResult<Tensor> {
+    if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+        let xs = xs.contiguous()?;
+        return xs.apply_op3(gamma, beta, LayerNormOp { eps: eps as f32 });
+    }
+    layer_norm_composed(xs, gamma, beta, eps)
+}
+
+/// LayerNorm from differentiable candle ops (any device).
+pub fn layer_norm_composed(
+    xs: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> CResult<Tensor> {
+    let mean = xs.mean_keepdim(D::Minus1)?;
+    let centered = xs.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.broadcast_mul(gamma)?.broadcast_add(beta)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masked softmax
+
+struct MaskedSoftmaxOp;
+
+impl CustomOp2 for MaskedSoftmaxOp {
+    fn name(&self) -> &'static str {
+        "crossdistill-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let scores = f32_slice(s1, l1, self.name())?;
+        let mask = f32_slice(s2, l2, self.name())?;
+        let dims = l1.shape().dims();
+        let (batch, keys) = l2.shape().dims2()?;
+        let keys_in = *dims.last().unwrap_or(&0);
+        if keys_in != keys || dims.first() != Some(&batch) {
+            bail!("masked_softmax: scores {dims:?} do not match the key mask [{batch}, {keys}]");
+        }
+        let rows_per_batch = scores.len() / (batch * keys).max(1);
+        let mut out = vec![0f32; scores.len()];
+        out.par_chunks_mut(keys)
+            .zip(scores.par_chunks(keys))
+            .enumerate()
+            .for_each(|(row, (out_row, score_row))| {
+                let b = row / rows_per_batch.max(1);
+                let mask_row = &mask[b * keys..(b + 1) * keys];
+                let mut max = f32::NEG_INFINITY;
+                for j in 0..keys {
+                    if mask_row[j] > 0.0 && score_row[j] > max {
+                        max = score_row[j];
+                    }
+                }
+                let mut sum = 0f32;
+                for j in 0..keys {
+                    let e = if mask_row[j] > 0.0 {
+                        (score_row[j] - max).exp()
+                    } else {
+                        0.0
+                    };
+                    out_row[j] = e;
+                    sum += e;
+                }
+                if sum > 0.0 {
+                    let inv = 1.0 / sum;
+                    out_row.iter_mut().for_each(|v| *v *= inv);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        let keys = res.dim(D::Minus1)?;
+        let dx = with_cpu_f32(res, self.name(), |ys| {
+            with_cpu_f32(grad, self.name(), |gs| softmax_backward(ys, gs, keys))
+        })??;
+        Ok((Some(Tensor::from_vec(dx, res.shape(), res.device())?), None))
+    }
+}
+
+/// `dx = y ⊙ (g − Σ g⊙y)` per row of length `keys`.
+fn softmax_backward(ys: &[f32], gs: &[f32], keys: usize) -> Vec<f32> {
+    let mut dx = vec![0f32; ys.len()];
+    dx.par_chunks_mut(keys)
+        .zip(ys.par_chunks(keys).zip(gs.par_chunks(keys)))
+        .for_each(|(dx_row, (y_row, g_row))| {
+            let dot: f32 = y_row.iter().zip(g_row).map(|(y, g)| y * g).sum();
+            for j in 0..keys {
+                dx_row[j] = y_row[j] * (g_row[j] - dot);
+            }
+        });
+    dx
+}
+
+/// Softmax over the last dimension of `scores` `(batch, ..., keys)`, where keys with
+/// `key_mask[b, k] == 0` get probability 0. `key_mask` is f32 `(batch, keys)`.
+pub fn masked_softmax(scores: &Tensor, key_mask: &Tensor) -> CResult<Tensor> {
+    if scores.device().is_cpu() && scores.dtype() == DType::F32 {
+        let scores = scores.contiguous()?;
+        let key_mask = key_mask.contiguous()?;
+        return scores.apply_op2(&key_mask, MaskedSoftmaxOp);
+    }
+    masked_softmax_composed(scores, key_mask)
+}
+
+/// Masked softmax from differentiable candle ops (any device).
+pub fn masked_softmax_composed(scores: &Tensor, key_mask: &Tensor) -> CResult<Tensor> {
+    let (batch, keys) = key_mask.dims2()?;
+    let mut bias_shape = vec![batch];
+    bias_shape.extend(std::iter::repeat_n(1, scores.rank() - 2));
+    bias_shape.push(keys);
+    // 0 where attended, a large negative number where masked (as transformers does).
+    let bias = ((key_mask.to_dtype(scores.dtype())? - 1.0)? * 1e30)?.reshape(bias_shape)?;
+    let scores = scores.broadcast_add(&bias)?;
+    let max = scores.max_keepdim(D::Minus1)?.detach();
+    let exp = scores.broadcast_sub(&max)?.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear and dropout
+
+/// `xs Wᵀ + b` for `xs` of shape `(..., in)` and `W` of shape `(out, in)`.
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Tensor> {
+    let dims = xs.dims();
+    let in_dim = *dims.last().unwrap_or(&0);
+    let rows = xs.elem_count() / in_dim.max(1);
+    let flat = xs.reshape((rows, in_dim))?;
+    let mut out = flat.matmul(&weight.t()?)?;
+    if let Some(bias) = bias {
+        out = out.broadcast_add(bias)?;
+    }
+    let mut out_dims = dims.to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = weight.dim(0)?;
+    }
+    out.reshape(out_dims)
+}
+
+/// A seedable stream of dropout masks.
+///
+/// Two streams created with the same seed produce the same masks for the same sequence of
+/// calls, so a forward pass can be replayed exactly (GradCache, resume).
+#[derive(Debug, Clone)]
+pub struct Dropout {
+    state: u64,
+}
+
+impl Dropout {
+    /// A stream starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    #[inline]
+    fn next_u64(&mut self) -> u64 {
+        // SplitMix64: fast, good enough for Bernoulli masks, and reproducible everywhere.
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Zero each element with probability `p` and scale the rest by `1 / (1 − p)`.
+    pub fn apply(&mut self, xs: &Tensor, p: f64) -> CResult<Tensor> {
+        if p <= 0.0 {
+            return Ok(xs.clone());
+        }
+        if p >= 1.0 {
+            return xs.zeros_like();
+        }
+        let n = xs.elem_count();
+        let scale = (1.0 / (1.0 - p)) as f32;
+        // Keep an element when its 32-bit draw is at or above p * 2^32.
+        let threshold = (p * 4_294_967_296.0) as u64;
+        let mut mask = Vec::with_capacity(n);
+        while mask.len() < n {
+            let bits = self.next_u64();
+            for half in [bits & 0xFFFF_FFFF, bits >> 32] {
+                if mask.len() < n {
+                    mask.push(if half >= threshold { scale } else { 0.0 });
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
+        xs.mul(&mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Central finite differences of `sum(f(x) * w)` against the analytic gradient.
+    fn check_grad(x: &[f32], shape: &[usize], f: &dyn Fn(&Tensor) -> CResult<Tensor>, tol: f32) {
+        let dev = Device::Cpu;
+        let var = Var::from_vec(x.to_vec(), shape, &dev).unwrap();
+        let out = f(var.as_tensor()).unwrap();
+        // A fixed, non-uniform weighting so every output element matters differently.
+        let weights: Vec<f32> = (0..out.elem_count())
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let weights = Tensor::from_vec(weights, out.shape(), &dev).unwrap();
+        let loss = out.mul(&weights).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let analytic = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let eval = |values: &[f32]| -> f64 {
+            let t = Tensor::from_vec(values.to_vec(), shape, &dev).unwrap();
+            let out = f(&t).unwrap();
+            out.mul(&weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let h = 1e-2f32;
+        for i in 0..x.len() {
+            let mut plus = x.to_vec();
+            plus[i] += h;
+            let mut minus = x.to_vec();
+            minus[i] -= h;
+            let numeric = ((eval(&plus) - eval(&minus)) / (2.0 * h as f64)) as f32;
+            assert!(
+                (numeric - analytic[i]).abs() <= tol * (1.0 + numeric.abs()),
+                "element {i}: numeric {numeric} vs analytic {}",
+                analytic[i]
+            );
+        }
+    }
+
+    fn sample(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Dropout::new(seed);
+        (0..n)
+            .map(|_| (rng.next_u64() % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn layer_norm_matches_composed_forward() {
+        let dev = Device::Cpu;
+        let xs = Tensor::from_vec(sample(3 * 4 * 8, 1), (3, 4, 8), &dev).unwrap();
+        let gamma = Tensor::from_vec(sample(8, 2), 8, &dev).unwrap();
+        let beta = Tensor::from_vec(sample(8, 3), 8, &dev).unwrap();
+        let fused = layer_norm(&xs, &gamma, &beta, 1e-5).unwrap();
+        let composed = layer_norm_composed(&xs, &gamma, &beta, 1e-5).unwrap();
+        let diff = (fused - composed)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max diff {diff}");
+    }
+
+    #[test]
+    fn layer_norm_gradients_match_finite_differences() {
+        let dev = Device::Cpu;
+        let gamma_values = sample(6, 5);
+        let beta_values = sample(6, 6);
+        let x_values = sample(4 * 6, 7);
+        // w.r.t. x
+        let gamma = Tensor::from_vec(gamma_values.clone(), 6, &dev).unwrap();
+        let beta = Tensor::from_vec(beta_values.clone(), 6, &dev).unwrap();
+        check_grad(
+            &x_values,
+            &[4, 6],
+            &|x| layer_norm(x, &gamma, &beta, 1e-5),
+            2e-2,
+        );
+        // w.r.t. gamma and beta
+        let xs = Tensor::from_vec(x_values.clone(), (4, 6), &dev).unwrap();
+        check_grad(
+            &gamma_values,
+            &[6],
+            &|g| layer_norm(&xs, g, &beta, 1e-5),
+            2e-2,
+        );
+        check_grad(
+            &beta_values,
+            &[6],
+            &|b| layer_norm(&xs, &gamma, b, 1e-5),
+            2e-2,
+        );
+    }
+
+    #[test]
+    fn masked_softmax_matches_composed_and_zeroes_masked_keys() {
+        let dev = Device::Cpu;
+        let scores = Tensor::from_vec(sample(2 * 3 * 2 * 4, 9), (2, 3, 2, 4), &dev).unwrap();
+        let mask = Tensor::from_vec(vec![1f32, 1., 1., 0., 1., 1., 0., 0.], (2, 4), &dev).unwrap();
+        let fused = masked_softmax(&scores, &mask).unwrap();
+        let composed = masked_softmax_composed(&scores, &mask).unwrap();
+        let diff = (&fused - composed)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "max diff {diff}");
+        let values = fused.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // batch 0 masks key 3; batch 1 masks keys 2 and 3.
+        for (row, chunk) in values.chunks(4).enumerate() {
+            let sum: f32 = chunk.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-6);
+            if row < 6 {
+                assert_eq!(chunk[3], 0.0);
+            } else {
+                assert_eq!(chunk[2], 0.0);
+                assert_eq!(chunk[3], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn masked_softmax_gradient_matches_finite_differences() {
+        let dev = Device::Cpu;
+        let mask = Tensor::from_vec(vec![1f32, 1., 0., 1., 1., 1.], (2, 3), &dev).unwrap();
+        check_grad(
+            &sample(2 * 2 * 3, 11),
+            &[2, 2, 3],
+            &|s| masked_softmax(s, &mask),
+            2e-2,
+        );
+    }
+
+    #[test]
+    fn dropout_is_reproducible_and_scaled() {
+        let dev = Device::Cpu;
+        let xs = Tensor::ones((1000,), DType::F32, &dev).unwrap();
+        let a = Dropout::new(3)
+            .apply(&xs, 0.25)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = Dropout::new(3)
+            .apply(&xs, 0.25)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(a, b);
+        let zeros = a.iter().filter(|v| **v == 0.0).count();
+        assert!((200..300).contains(&zeros), "{zeros} zeros for p = 0.25");
+        assert!(a
+            .iter()
+            .all(|v| *v == 0.0 || (*v - 1.0 / 0.75).abs() < 1e-6));
+    }
+}

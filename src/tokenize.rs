@@ -1,0 +1,222 @@
+//! Pair tokenisation, exactly as sentence-transformers' `CrossEncoder` does it.
+//!
+//! The tokenizer's own pair template adds the special tokens; truncation is `longest_first` to
+//! `max_length` (special tokens included); padding is to the longest pair of the batch. Any
+//! padding or truncation baked into `tokenizer.json` (all-MiniLM-L6-v2's pads to 128) is replaced
+//! by these settings, so it cannot change results.
+
+use std::path::Path;
+
+use tokenizers::{
+    PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+use crate::error::{Error, Result};
+
+/// One tokenised pair, unpadded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPair {
+    /// Token ids with special tokens.
+    pub input_ids: Vec<u32>,
+    /// Segment ids (0 for the first text, 1 for the second where the template says so).
+    pub type_ids: Vec<u32>,
+}
+
+impl EncodedPair {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    /// True when there are no tokens (never the case with a pair template).
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}
+
+/// A padded batch of pairs, row-major `(batch, seq_len)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddedBatch {
+    /// Number of rows.
+    pub batch_size: usize,
+    /// Longest pair in the batch.
+    pub seq_len: usize,
+    /// Token ids, padded with the pad id.
+    pub input_ids: Vec<u32>,
+    /// Segment ids, padded with 0.
+    pub type_ids: Vec<u32>,
+    /// 1.0 on real tokens, 0.0 on padding.
+    pub attention_mask: Vec<f32>,
+}
+
+/// Tokenises (query, passage) pairs for one model.
+#[derive(Clone)]
+pub struct PairTokenizer {
+    tokenizer: Tokenizer,
+    max_length: usize,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for PairTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairTokenizer")
+            .field("max_length", &self.max_length)
+            .field("pad_id", &self.pad_id)
+            .finish()
+    }
+}
+
+/// `model_max_length` from a `tokenizer_config.json`, when present and sane.
+pub fn model_max_length(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let max = value.get("model_max_length")?.as_f64()?;
+    // transformers writes 1e30 for "no limit".
+    (1.0..1e9).contains(&max).then_some(max as usize)
+}
+
+impl PairTokenizer {
+    /// Load `tokenizer.json` from `path`, truncating pairs to `max_length` tokens.
+    pub fn from_file(path: &Path, max_length: usize, pad_id: u32) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| {
+            Error::input(path, None, format!("cannot load the tokenizer: {e}")).with_hint(
+                "the model directory needs a tokenizer.json written by Hugging Face tokenizers",
+            )
+        })?;
+        Self::new(tokenizer, max_length, pad_id)
+    }
+
+    /// Wrap a loaded tokenizer, replacing its padding and truncation settings.
+    pub fn new(mut tokenizer: Tokenizer, max_length: usize, pad_id: u32) -> Result<Self> {
+        if max_length < 4 {
+            return Err(Error::invalid(format!(
+                "max_length must leave room for a pair with its special tokens (at least 4), found {max_length}"
+            )));
+        }
+        tokenizer.with_padding(None::<PaddingParams>);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(Error::Tokenizer)?;
+        Ok(Self {
+            tokenizer,
+            max_length,
+            pad_id,
+        })
+    }
+
+    /// The truncation length, special tokens included.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// The id used for padding.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// The wrapped Hugging Face tokenizer (with our padding/truncation settings).
+    pub fn inner(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Tokenise pairs (in parallel), unpadded, in input order.
+    pub fn encode_pairs<A: AsRef<str>, B: AsRef<str>>(
+        &self,
+        pairs: &[(A, B)],
+    ) -> Result<Vec<EncodedPair>> {
+        let inputs: Vec<tokenizers::EncodeInput> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_ref(), b.as_ref()).into())
+            .collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true)?;
+        Ok(encodings
+            .into_iter()
+            .map(|encoding| EncodedPair {
+                input_ids: encoding.get_ids().to_vec(),
+                type_ids: encoding.get_type_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// Tokenise single texts (used by bi-encoders and by the tokenizer checks).
+    pub fn encode_texts<A: AsRef<str>>(&self, texts: &[A]) -> Result<Vec<EncodedPair>> {
+        let inputs: Vec<tokenizers::EncodeInput> =
+            texts.iter().map(|a| a.as_ref().into()).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true)?;
+        Ok(encodings
+            .into_iter()
+            .map(|encoding| EncodedPair {
+                input_ids: encoding.get_ids().to_vec(),
+                type_ids: encoding.get_type_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// Pad encoded pairs to the longest of them.
+    pub fn pad(&self, encoded: &[&EncodedPair]) -> PaddedBatch {
+        pad_batch(encoded, self.pad_id)
+    }
+}
+
+/// Pad `encoded` to its longest member with `pad_id` (mask 0, type id 0 on padding).
+pub fn pad_batch(encoded: &[&EncodedPair], pad_id: u32) -> PaddedBatch {
+    let batch_size = encoded.len();
+    let seq_len = encoded.iter().map(|e| e.len()).max().unwrap_or(0);
+    let mut input_ids = vec![pad_id; batch_size * seq_len];
+    let mut type_ids = vec![0u32; batch_size * seq_len];
+    let mut attention_mask = vec![0f32; batch_size * seq_len];
+    for (row, pair) in encoded.iter().enumerate() {
+        let start = row * seq_len;
+        let len = pair.len();
+        input_ids[start..start + len].copy_from_slice(&pair.input_ids);
+        type_ids[start..start + len].copy_from_slice(&pair.type_ids);
+        attention_mask[start..start + len].fill(1.0);
+    }
+    PaddedBatch {
+        batch_size,
+        seq_len,
+        input_ids,
+        type_ids,
+        attention_mask,
+    }
+}
+
+/// Indices of `lengths` sorted longest first (stable), the order in which batches are run so
+/// that each batch pads as little as possible. Scores are written back by index.
+pub fn length_sorted_order(lengths: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_batch_pads_to_longest_with_mask() {
+        let a = EncodedPair {
+            input_ids: vec![1, 2, 3],
+            type_ids: vec![0, 0, 1],
+        };
+        let b = EncodedPair {
+            input_ids: vec![4],
+            type_ids: vec![0],
+        };
+        let padded = pad_batch(&[&a, &b], 9);
+        assert_eq!(padded.seq_len, 3);
+        assert_eq!(padded.input_ids, vec![1, 2, 3, 4, 9, 9]);
+        assert_eq!(padded.type_ids, vec![0, 0, 1, 0, 0, 0]);
+        assert_eq!(padded.attention_mask, vec![1., 1., 1., 1., 0., 0.]);
+    }
+
+    #[test]
+    fn length_order_is_longest_first_and_stable() {
+        assert_eq!(length_sorted_order(&[3, 5, 3, 1, 5]), vec![1, 4, 0, 2, 3]);
+    }
+}
