@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Modules in dependency order (each imports only those above it): [`error`], [`fsutil`],
-//! [`hub`], [`tokenize`], [`model`], [`teacher`], [`train`], [`cli`].
+//! [`hub`], [`tokenize`], [`model`], [`teacher`], [`eval`], [`recipe`], [`train`], [`cli`].
 //!
 //! ```no_run
 //! use crossdistill::model::{CrossEncoder, LoadOptions, ScoreActivation};
@@ -19,9 +19,11 @@
 
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod hub;
 pub mod model;
+pub mod recipe;
 pub mod teacher;
 pub mod tokenize;
 pub mod train;
