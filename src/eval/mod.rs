@@ -1,0 +1,54 @@
+//! Evaluation: the model-independent half of sentence-transformers' CrossEncoder evaluators.
+//!
+//! Everything here is a pure function over scores, labels and documents, with
+//! sentence-transformers' definitions and metric names (spec §5); the evaluators that run a model
+//! build on it:
+//!
+//! * [`metrics`]: reranking (`CrossEncoderRerankingEvaluator`): MRR@k, NDCG@k (sklearn's
+//!   tie-averaged `ndcg_score`), MAP (sklearn's `average_precision_score`), the sample format with
+//!   `documents` or `negative`, and [`RerankingMetrics`] for `map`, `mrr@k`, `ndcg@k`, `base_*`.
+//! * [`correlation`]: `pearson`, `spearman` (`CrossEncoderCorrelationEvaluator`).
+//! * [`classification`]: `CrossEncoderClassificationEvaluator`'s threshold sweeps and F1s.
+//! * [`agreement`](mod@agreement): Spearman and Kendall's tau-b between student and teacher scores.
+//! * [`beir`]: BEIR folders, TREC runs, and reranking samples from a first stage.
+//! * [`bm25`]: an Okapi BM25 first stage.
+//!
+//! ```
+//! use crossdistill::eval::{Candidates, RerankingMetrics, RerankingSample};
+//!
+//! let sample = RerankingSample {
+//!     query: "what do cats eat".into(),
+//!     positive: vec!["Cats eat fish.".into()],
+//!     candidates: Candidates::Negative(vec!["Dogs bark.".into()]),
+//! };
+//! let query = sample.to_query(true);
+//! // Scores a model gave to (query, doc) for each of query.docs.
+//! let scores = vec![vec![0.9, 0.1]];
+//! let metrics = RerankingMetrics::compute(10, &[query], &scores)?;
+//! assert_eq!(metrics["ndcg@10"], 1.0);
+//! # Ok::<(), crossdistill::error::Error>(())
+//! ```
+
+pub mod agreement;
+pub mod beir;
+pub mod bm25;
+pub mod classification;
+pub mod correlation;
+pub mod metrics;
+
+pub use agreement::{agreement, kendall_tau_b, mean_query_agreement};
+pub use beir::{
+    qrels_path, read_corpus, read_qrels, read_queries, reranking_samples, splits, BeirDataset,
+    BeirDocument, BeirQuery, BeirSamples, FirstStage, Judgment, QrelsLine, RunEntry, SampleOptions,
+    TrecRun,
+};
+pub use bm25::{tokenize, Bm25Config, Bm25Index};
+pub use classification::{
+    argmax_rows, find_best_acc_and_threshold, find_best_f1_and_threshold, BestF1,
+    BinaryClassificationMetrics, MulticlassMetrics,
+};
+pub use correlation::{average_ranks, correlation_metrics, pearson, spearman};
+pub use metrics::{
+    average_precision, descending_order, mrr_at_k, ndcg_at_k, Candidates, QueryMetrics,
+    RerankingMetrics, RerankingQuery, RerankingSample,
+};
