@@ -22,6 +22,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod hub;
+pub mod loss;
 pub mod model;
 pub mod recipe;
 pub mod teacher;
