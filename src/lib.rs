@@ -18,12 +18,14 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod hub;
 pub mod loss;
 pub mod model;
+pub mod pipeline;
 pub mod recipe;
 pub mod teacher;
 pub mod tokenize;

@@ -4,6 +4,7 @@
 mod predict;
 mod progress;
 mod rank;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,11 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Rank documents for one query.
     Rank(rank::RankArgs),
+    /// Train a student from a recipe (the main job).
+    Train(train::TrainArgs),
+    /// Recipe tools.
+    #[command(subcommand)]
+    Recipe(train::RecipeCommand),
 }
 
 /// Parse `std::env::args` and run the command.
@@ -41,6 +47,8 @@ pub fn run() -> Result<Outcome> {
     match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Rank(args) => rank::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Recipe(command) => train::run_recipe(command),
     }
 }
 

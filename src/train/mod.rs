@@ -1,7 +1,13 @@
-//! The student trainer: optimizer, schedule, and the training loop.
+//! The student trainer: the plan built from a recipe, optimizer, schedule, checkpoints and the
+//! training loop.
 
+pub mod checkpoint;
 pub mod optim;
+pub mod plan;
 pub mod schedule;
+mod trainer;
 
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
+pub use plan::{Plan, PlannedLoss};
 pub use schedule::{Schedule, ScheduleKind};
+pub use trainer::{train, LogWindow, Silent, TrainProgress, TrainReport};

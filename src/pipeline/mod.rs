@@ -1,0 +1,308 @@
+//! The producer → bounded channel → trainer pipeline.
+//!
+//! ```text
+//! data source ──► producer thread ─────────── bounded channel ──► trainer
+//!                 read, shuffle, batch,       Batch { examples,    (pulls with Producer::next)
+//!                 teacher scores for every    teacher_scores }
+//!                 (column 0, column k) pair
+//! ```
+//!
+//! The producer owns the teacher (no mutex). The channel is bounded, so the producer runs at
+//! most `capacity` batches ahead and memory stays flat however large the data. When the trainer
+//! drops the [`Producer`], the channel disconnects and the thread stops at its next send; the
+//! handle joins it. A producer error arrives as the next item; a producer panic arrives as
+//! [`Error::Thread`] — never as a hang.
+
+mod batcher;
+mod shuffle;
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+pub use batcher::{batch_examples, Batcher};
+pub use shuffle::ShuffleBuffer;
+
+use crate::data::{DataSource, Field, Label, Row};
+use crate::error::{Error, Result};
+use crate::teacher::Teacher;
+
+/// One training example: the input fields in column order and the data label.
+pub type Example = Row;
+
+/// Where the producer is in the data: epoch and batches already produced in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DataPosition {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Batches of this epoch already handed to the trainer.
+    pub batches: usize,
+}
+
+/// A training batch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The examples, in batch order.
+    pub examples: Vec<Example>,
+    /// Teacher scores per example: the score of (column 0, d) for every document d of columns
+    /// 1.. in order (one per text column, one per list element). `None` without a teacher.
+    pub teacher_scores: Option<Vec<Vec<f32>>>,
+    /// The position after this batch (what a checkpoint taken after it must resume from).
+    pub position: DataPosition,
+}
+
+/// How the producer reads and batches the data.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// The training data.
+    pub source: DataSource,
+    /// Use at most this many rows per epoch.
+    pub max_rows: Option<usize>,
+    /// Epochs to produce.
+    pub epochs: usize,
+    /// Start here (resume).
+    pub start: DataPosition,
+    /// Examples per batch.
+    pub batch_size: usize,
+    /// Shuffle each epoch (seeded by `seed` and the epoch).
+    pub shuffle: bool,
+    /// Rows held by the streaming shuffle.
+    pub shuffle_buffer: usize,
+    /// Run seed.
+    pub seed: u64,
+    /// No batch holds the same text twice (sentence-transformers' NoDuplicatesBatchSampler).
+    pub no_duplicates: bool,
+    /// Collect at least this many pairs before calling the teacher (its batch size).
+    pub teacher_pairs: usize,
+    /// Batches the channel holds (backpressure).
+    pub capacity: usize,
+    /// Which input columns the teacher reads (indices into the example's fields), when it reads
+    /// others than the student (parallel data). Default: the student's columns.
+    pub teacher_fields: Option<Vec<usize>>,
+}
+
+/// The (column 0, document) pairs the teacher scores for an example, in order.
+pub fn teacher_pairs<'a>(example: &'a Example, fields: Option<&[usize]>) -> Result<Vec<(&'a str, &'a str)>> {
+    let chosen: Vec<&Field> = match fields {
+        Some(indices) => indices.iter().filter_map(|&i| example.fields.get(i)).collect(),
+        None => example.fields.iter().collect(),
+    };
+    let Some(Field::Text(query)) = chosen.first() else {
+        return Err(Error::invalid(format!(
+            "row {}: column 0 must be a text (the query), found {}",
+            example.line,
+            match chosen.first() {
+                Some(Field::List(l)) => format!("a list of {} texts", l.len()),
+                _ => "nothing".to_string(),
+            }
+        )));
+    };
+    let mut pairs = Vec::new();
+    for field in &chosen[1..] {
+        match field {
+            Field::Text(doc) => pairs.push((query.as_str(), doc.as_str())),
+            Field::List(docs) => pairs.extend(docs.iter().map(|d| (query.as_str(), d.as_str()))),
+        }
+    }
+    if pairs.is_empty() {
+        return Err(Error::invalid(format!(
+            "row {}: a teacher needs at least two columns (query and a document), found {}",
+            example.line,
+            chosen.len()
+        )));
+    }
+    Ok(pairs)
+}
+
+/// The producer thread and the receiving end of its channel.
+pub struct Producer {
+    receiver: Option<Receiver<Result<Batch>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Producer {
+    /// Start the producer thread. It owns `teacher` (when given) for its whole life.
+    pub fn spawn(config: ProducerConfig, teacher: Option<Box<dyn Teacher>>) -> Result<Self> {
+        if config.batch_size == 0 || config.capacity == 0 {
+            return Err(Error::invalid(format!(
+                "batch size and channel capacity must be at least 1, found {} and {}",
+                config.batch_size, config.capacity
+            )));
+        }
+        let (sender, receiver) = bounded(config.capacity);
+        let handle = std::thread::Builder::new()
+            .name("crossdistill-producer".into())
+            .spawn(move || produce(config, teacher, sender))
+            .map_err(|e| Error::Thread {
+                thread: "producer",
+                message: format!("cannot start: {e}"),
+            })?;
+        Ok(Self {
+            receiver: Some(receiver),
+            handle: Some(handle),
+        })
+    }
+
+    /// The next batch; `None` when the data is exhausted. Producer errors and panics come back
+    /// as `Some(Err(..))`, once.
+    pub fn next_batch(&mut self) -> Option<Result<Batch>> {
+        let receiver = self.receiver.as_ref()?;
+        match receiver.recv() {
+            Ok(item) => Some(item),
+            Err(_) => {
+                // Disconnected: the thread ended. A panic shows up in join.
+                self.receiver = None;
+                self.join().err().map(Err)
+            }
+        }
+    }
+
+    /// Batches waiting in the channel (for tests and progress display).
+    pub fn queued(&self) -> usize {
+        self.receiver.as_ref().map_or(0, Receiver::len)
+    }
+
+    fn join(&mut self) -> Result<()> {
+        match self.handle.take() {
+            Some(handle) => handle.join().map_err(|payload| Error::Thread {
+                thread: "producer",
+                message: panic_message(&payload),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Hang up first so a producer blocked on a full channel wakes up and stops.
+        self.receiver = None;
+        let _ = self.join();
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// Send or report that the trainer hung up.
+fn send(sender: &Sender<Result<Batch>>, item: Result<Batch>) -> bool {
+    sender.send(item).is_ok()
+}
+
+fn produce(config: ProducerConfig, mut teacher: Option<Box<dyn Teacher>>, sender: Sender<Result<Batch>>) {
+    if let Err(error) = produce_inner(&config, teacher.as_deref_mut(), &sender) {
+        let _ = sender.send(Err(error));
+    }
+}
+
+/// Ok(()) when the data ran out or the trainer hung up.
+fn produce_inner(
+    config: &ProducerConfig,
+    mut teacher: Option<&mut (dyn Teacher + 'static)>,
+    sender: &Sender<Result<Batch>>,
+) -> Result<()> {
+    for epoch in config.start.epoch..config.epochs {
+        let reader = config.source.open()?;
+        let rows = reader.take(config.max_rows.unwrap_or(usize::MAX));
+        let rows: Box<dyn Iterator<Item = Result<Row>>> = if config.shuffle {
+            Box::new(ShuffleBuffer::new(rows, config.shuffle_buffer, config.seed, epoch as u64))
+        } else {
+            Box::new(rows)
+        };
+        let skip = if epoch == config.start.epoch { config.start.batches } else { 0 };
+        let mut pending: Vec<Batch> = Vec::new();
+        let mut pending_pairs = 0usize;
+        for (index, examples) in Batcher::new(rows, config.batch_size, config.no_duplicates).enumerate() {
+            let examples = examples?;
+            if index < skip {
+                continue;
+            }
+            let position = DataPosition { epoch, batches: index + 1 };
+            if teacher.is_some() {
+                for example in &examples {
+                    pending_pairs += teacher_pairs(example, config.teacher_fields.as_deref())?.len();
+                }
+            }
+            pending.push(Batch {
+                examples,
+                teacher_scores: None,
+                position,
+            });
+            if pending_pairs >= config.teacher_pairs || teacher.is_none() {
+                if !flush(&mut pending, teacher.as_deref_mut(), config, sender)? {
+                    return Ok(());
+                }
+                pending_pairs = 0;
+            }
+        }
+        if !flush(&mut pending, teacher.as_deref_mut(), config, sender)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Score every pending batch with one teacher call and send them; false if the trainer hung up.
+fn flush(
+    pending: &mut Vec<Batch>,
+    teacher: Option<&mut (dyn Teacher + 'static)>,
+    config: &ProducerConfig,
+    sender: &Sender<Result<Batch>>,
+) -> Result<bool> {
+    if pending.is_empty() {
+        return Ok(true);
+    }
+    if let Some(teacher) = teacher {
+        let mut pairs = Vec::new();
+        let mut counts = Vec::new();
+        for batch in pending.iter() {
+            for example in &batch.examples {
+                let example_pairs = teacher_pairs(example, config.teacher_fields.as_deref())?;
+                counts.push(example_pairs.len());
+                pairs.extend(example_pairs);
+            }
+        }
+        let scores = teacher.score(&pairs)?;
+        if scores.len() != pairs.len() {
+            return Err(Error::invalid(format!(
+                "teacher {} returned {} scores for {} pairs",
+                teacher.describe(),
+                scores.len(),
+                pairs.len()
+            )));
+        }
+        let mut offset = 0;
+        let mut counts = counts.into_iter();
+        for batch in pending.iter_mut() {
+            let mut per_example = Vec::with_capacity(batch.examples.len());
+            for _ in &batch.examples {
+                let n = counts.next().unwrap_or(0);
+                per_example.push(scores[offset..offset + n].to_vec());
+                offset += n;
+            }
+            batch.teacher_scores = Some(per_example);
+        }
+    }
+    for batch in pending.drain(..) {
+        if !send(sender, Ok(batch)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The label of an example as a flat list (a scalar becomes one value).
+pub fn label_values(label: &Label) -> Vec<f32> {
+    match label {
+        Label::Scalar(v) => vec![*v],
+        Label::List(values) => values.clone(),
+    }
+}

@@ -1,0 +1,188 @@
+//! A recipe turned into the objects a run uses: built and validated once, before any training.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+
+use crate::data::{count_rows, DataSource, Format};
+use crate::error::{Error, Result};
+use crate::loss::{Loss, LossRegistry};
+use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
+use crate::recipe::{Activation, DataSection, LabelSource, Recipe, Scheduler, TeacherKind};
+use crate::teacher::{CandleTeacher, Ensemble, Teacher};
+
+use super::schedule::{Schedule, ScheduleKind};
+
+/// One weighted loss of the plan.
+pub struct PlannedLoss {
+    /// The loss.
+    pub loss: Box<dyn Loss>,
+    /// Where its labels come from.
+    pub labels: LabelSource,
+    /// Its weight in the total.
+    pub weight: f64,
+}
+
+/// Everything a training run needs, validated.
+pub struct Plan {
+    /// The recipe it came from.
+    pub recipe: Recipe,
+    /// The device.
+    pub device: Device,
+    /// The student.
+    pub student: CrossEncoder,
+    /// The teacher (an ensemble of every `[[teacher]]`), if any.
+    pub teacher: Option<Box<dyn Teacher>>,
+    /// Teacher fingerprint and description, kept for the model card after the teacher moves
+    /// to the producer thread.
+    pub teacher_info: Option<(String, String)>,
+    /// The losses.
+    pub losses: Vec<PlannedLoss>,
+    /// The training data.
+    pub train_source: DataSource,
+    /// Held-out data, if any.
+    pub eval_source: Option<DataSource>,
+    /// Rows per epoch (after `max_rows`).
+    pub rows_per_epoch: usize,
+    /// Optimizer steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Optimizer steps of the run.
+    pub total_steps: usize,
+    /// Epochs the producer runs.
+    pub epochs: usize,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// The run directory.
+    pub output_dir: PathBuf,
+}
+
+/// A recipe data section as a data source.
+pub fn data_source(section: &DataSection) -> Result<DataSource> {
+    let format = match section.format.as_deref() {
+        None => None,
+        Some(name) => Some(name.parse::<Format>()?),
+    };
+    Ok(DataSource {
+        path: section.path.clone(),
+        base_dir: section.base_dir.clone(),
+        columns: section.columns.clone(),
+        label: section.label.clone(),
+        names: section.names.clone(),
+        format,
+    })
+}
+
+fn activation(activation: Activation) -> ScoreActivation {
+    match activation {
+        Activation::Identity => ScoreActivation::Identity,
+        Activation::Sigmoid => ScoreActivation::Sigmoid,
+    }
+}
+
+/// Load the teachers of a recipe (an ensemble when there are several).
+pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn Teacher>>> {
+    let mut members: Vec<Box<dyn Teacher>> = Vec::new();
+    for section in &recipe.teachers {
+        match section.kind {
+            TeacherKind::Candle => {
+                let options = LoadOptions {
+                    device: device.clone(),
+                    max_length: section.max_length,
+                    ..LoadOptions::default()
+                };
+                let model = CrossEncoder::load(&section.model.spec, Some(&section.model.base_dir), &options)?;
+                members.push(Box::new(CandleTeacher::new(model, section.batch_size, activation(section.activation))?));
+            }
+            TeacherKind::Onnx => {
+                return Err(Error::invalid("teacher kind `onnx` is not available in this build")
+                    .with_hint("use kind = \"candle\" with the model's safetensors"));
+            }
+        }
+    }
+    Ok(match members.len() {
+        0 => None,
+        1 => members.pop(),
+        _ => Some(Box::new(Ensemble::new(members)?)),
+    })
+}
+
+impl Plan {
+    /// Build the plan: load models, build losses, count the data.
+    pub fn build(recipe: Recipe, registry: &LossRegistry) -> Result<Self> {
+        let device = parse_device(&recipe.run.device)?;
+        let student_options = LoadOptions {
+            device: device.clone(),
+            max_length: recipe.student.max_length,
+            num_labels: Some(recipe.student.num_labels),
+            layers: recipe.student.layers.clone(),
+            seed: recipe.run.seed,
+        };
+        let student = CrossEncoder::load(&recipe.student.model.spec, Some(&recipe.student.model.base_dir), &student_options)?;
+        let teacher = build_teacher(&recipe, &device)?;
+        let teacher_info = teacher.as_ref().map(|t| (t.describe(), t.fingerprint()));
+        let mut losses = Vec::new();
+        for section in &recipe.losses {
+            let loss = registry
+                .build(&section.kind, &section.params, recipe.student.num_labels)
+                .map_err(|e| locate(e, &recipe, section.line, &format!("loss `{}`", section.kind)))?;
+            if section.labels == LabelSource::Teacher && teacher.is_none() {
+                return Err(locate(
+                    Error::invalid(format!("loss `{}` takes labels from the teacher, but the recipe has no [teacher]", section.kind)),
+                    &recipe,
+                    section.line,
+                    "loss",
+                ));
+            }
+            losses.push(PlannedLoss {
+                loss,
+                labels: section.labels,
+                weight: section.weight,
+            });
+        }
+        let train_source = data_source(&recipe.data.train)?;
+        let eval_source = recipe.data.eval.as_ref().map(data_source).transpose()?;
+        let mut rows_per_epoch = count_rows(&train_source)?;
+        if let Some(max) = recipe.data.train.max_rows {
+            rows_per_epoch = rows_per_epoch.min(max);
+        }
+        if rows_per_epoch == 0 {
+            return Err(Error::invalid(format!("the training data {} has no rows", recipe.data.train.resolved())));
+        }
+        let train = &recipe.train;
+        let batches_per_epoch = rows_per_epoch.div_ceil(train.batch_size);
+        let steps_per_epoch = batches_per_epoch.div_ceil(train.gradient_accumulation).max(1);
+        let (total_steps, epochs) = if train.max_steps > 0 {
+            (train.max_steps, train.max_steps.div_ceil(steps_per_epoch).max(1))
+        } else {
+            (train.epochs * steps_per_epoch, train.epochs)
+        };
+        let kind = match train.scheduler {
+            Scheduler::Linear => ScheduleKind::Linear,
+            Scheduler::Cosine => ScheduleKind::Cosine,
+            Scheduler::Constant => ScheduleKind::Constant,
+        };
+        let schedule = Schedule::new(kind, train.learning_rate, total_steps, train.warmup_ratio, train.warmup_steps);
+        let output_dir = recipe.run.output_dir.clone();
+        Ok(Self {
+            recipe,
+            device,
+            student,
+            teacher,
+            teacher_info,
+            losses,
+            train_source,
+            eval_source,
+            rows_per_epoch,
+            steps_per_epoch,
+            total_steps,
+            epochs,
+            schedule,
+            output_dir,
+        })
+    }
+}
+
+/// Put a recipe location in front of an error raised while building a section.
+fn locate(error: Error, recipe: &Recipe, line: Option<usize>, what: &str) -> Error {
+    Error::input(&recipe.source.path, line, format!("{what}: {error}"))
+}

@@ -1,0 +1,400 @@
+//! The training loop: pull batches from the producer, compute the weighted losses, backward,
+//! clip, AdamW, log, checkpoint, and save the final student.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::Tensor;
+use serde_json::{json, Value};
+
+use super::checkpoint::{self, TrainerState};
+use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use super::plan::Plan;
+use crate::data::Row;
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir_all, write_atomic};
+use crate::loss::{LossInput, LossValue};
+use crate::model::{CrossEncoder, Dropout, ScoreActivation};
+use crate::pipeline::{label_values, teacher_pairs, Batch, Producer, ProducerConfig};
+use crate::recipe::{BatchSampler, LabelSource, OnNan};
+use crate::teacher::Teacher;
+
+/// What the trainer tells whoever watches it (the CLI renders it; library code never prints).
+pub trait TrainProgress {
+    /// Training starts at `step` of `total_steps`.
+    fn start(&mut self, _step: usize, _total_steps: usize) {}
+    /// An optimizer step finished with this (batch) loss.
+    fn step(&mut self, _step: usize, _loss: f32) {}
+    /// A metrics row was logged.
+    fn logged(&mut self, _row: &Value) {}
+    /// A human-readable event (checkpoint saved, evaluation result, ...).
+    fn message(&mut self, _text: &str) {}
+}
+
+/// A progress sink that ignores everything.
+pub struct Silent;
+impl TrainProgress for Silent {}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// Optimizer steps completed.
+    pub steps: usize,
+    /// The final student.
+    pub final_dir: PathBuf,
+    /// Student–teacher Spearman on held-out rows before training (when a teacher and eval data exist).
+    pub agreement_before: Option<f64>,
+    /// The same after training.
+    pub agreement_after: Option<f64>,
+    /// Teacher scores computed for the held-out rows.
+    pub eval_pairs: usize,
+}
+
+/// Seed of the dropout stream of one micro-batch.
+fn step_seed(seed: u64, step: usize, micro: usize) -> u64 {
+    let mut z = seed ^ ((step as u64) << 20) ^ micro as u64;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Loss sums since the last log row.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct LogWindow {
+    steps: usize,
+    loss: f64,
+    per_loss: BTreeMap<String, f64>,
+    pairs: usize,
+    seconds: f64,
+}
+
+/// Run a planned training to the end (or from its latest checkpoint with `resume`).
+pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
+    let output_dir = plan.output_dir.clone();
+    create_dir_all(&output_dir)?;
+    write_atomic(&output_dir.join("recipe.resolved.toml"), plan.recipe.to_resolved_toml().as_bytes())?;
+    let metrics_path = output_dir.join("metrics.jsonl");
+
+    let train = plan.recipe.train.clone();
+    let seed = plan.recipe.run.seed;
+    let mut optimizer = AdamW::new(
+        plan.student.params(),
+        AdamWConfig {
+            weight_decay: train.weight_decay,
+            ..AdamWConfig::default()
+        },
+    );
+    let mut state = TrainerState::default();
+    if resume {
+        match checkpoint::latest(&output_dir)? {
+            Some(dir) => {
+                state = checkpoint::load(&dir, &plan.student, &mut optimizer)?;
+                checkpoint::truncate_metrics(&metrics_path, state.step)?;
+                progress.message(&format!("resumed from {} (step {})", dir.display(), state.step));
+            }
+            None => progress.message("no checkpoint to resume from; starting fresh"),
+        }
+    } else if checkpoint::latest(&output_dir)?.is_some() {
+        return Err(Error::invalid(format!(
+            "{} already holds checkpoints of an earlier run",
+            output_dir.display()
+        ))
+        .with_hint("pass --resume to continue it, or choose another run.output_dir"));
+    } else if metrics_path.exists() {
+        std::fs::remove_file(&metrics_path).map_err(|e| Error::io("cannot remove", &metrics_path, e))?;
+    }
+
+    // Held-out agreement before training (teacher scores computed once, kept for the end).
+    let mut held_out = match (&plan.eval_source, plan.teacher.as_mut()) {
+        (Some(source), Some(teacher)) if state.step == 0 || resume => Some(HeldOut::new(source, teacher.as_mut())?),
+        _ => None,
+    };
+    let agreement_before = match &held_out {
+        Some(h) if state.step == 0 => Some(h.agreement(&plan.student)?),
+        _ => state.agreement_before,
+    };
+    state.agreement_before = agreement_before;
+
+    let producer_config = ProducerConfig {
+        source: plan.train_source.clone(),
+        max_rows: plan.recipe.data.train.max_rows,
+        epochs: plan.epochs,
+        start: state.position,
+        batch_size: train.batch_size,
+        shuffle: train.shuffle,
+        shuffle_buffer: 10_000,
+        seed,
+        no_duplicates: train.batch_sampler == BatchSampler::NoDuplicates,
+        teacher_pairs: plan.recipe.teachers.first().map_or(64, |t| t.batch_size),
+        capacity: train.channel_capacity,
+        teacher_fields: None,
+    };
+    let teacher_used = plan.losses.iter().any(|l| l.labels == LabelSource::Teacher);
+    let teacher = if teacher_used { plan.teacher.take() } else { None };
+    let mut producer = Producer::spawn(producer_config, teacher)?;
+
+    progress.start(state.step, plan.total_steps);
+    let vars: Vec<candle_core::Var> = plan.student.vars().to_vec();
+    let mut window = state.window.clone();
+    let mut finished_data = false;
+    while state.step < plan.total_steps && !finished_data {
+        let started = Instant::now();
+        let mut grads: Vec<Vec<f32>> = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
+        let mut step_loss = 0f64;
+        let mut step_parts: BTreeMap<String, f64> = BTreeMap::new();
+        let mut micro_batches = 0usize;
+        let mut pairs = 0usize;
+        let mut last_rows: Vec<usize> = Vec::new();
+        for micro in 0..train.gradient_accumulation {
+            let batch = match producer.next_batch() {
+                Some(batch) => batch?,
+                None => {
+                    finished_data = true;
+                    break;
+                }
+            };
+            state.position = batch.position;
+            last_rows = batch.examples.iter().map(|r| r.line).collect();
+            pairs += batch_pairs(&batch);
+            let (value, parts) = micro_step(&mut plan, &batch, &vars, &mut grads, step_seed(seed, state.step, micro), train.gradient_accumulation)?;
+            step_loss += value;
+            for (k, v) in parts {
+                *step_parts.entry(k).or_default() += v;
+            }
+            micro_batches += 1;
+        }
+        if micro_batches == 0 {
+            break;
+        }
+        let scale = 1.0 / micro_batches as f64;
+        step_loss *= scale;
+        let non_finite = !step_loss.is_finite() || grads.iter().flatten().any(|g| !g.is_finite());
+        if non_finite {
+            match train.on_nan {
+                OnNan::Stop => {
+                    return Err(Error::invalid(format!(
+                        "non-finite loss or gradient at step {} (loss {step_loss}); rows of the batch: {:?}",
+                        state.step + 1,
+                        last_rows
+                    ))
+                    .with_hint("lower the learning rate, check the labels for NaN/inf, or set train.on_nan = \"skip\""));
+                }
+                OnNan::Skip => {
+                    progress.message(&format!("step {}: non-finite loss, batch skipped", state.step + 1));
+                    state.step += 1;
+                    continue;
+                }
+            }
+        }
+        let grad_norm = clip_grad_norm(&mut grads, train.max_grad_norm);
+        let lr = plan.schedule.lr(state.step);
+        optimizer.step(&vars, &grads, lr)?;
+        state.step += 1;
+        window.steps += 1;
+        window.loss += step_loss;
+        for (k, v) in step_parts {
+            *window.per_loss.entry(k).or_default() += v * scale;
+        }
+        window.pairs += pairs;
+        window.seconds += started.elapsed().as_secs_f64();
+        state.last_lr = lr;
+        state.last_grad_norm = grad_norm;
+        progress.step(state.step, step_loss as f32);
+
+        let last = state.step >= plan.total_steps;
+        if state.step % train.log_every.max(1) == 0 || last {
+            let row = log_row(&window, state.step, plan.steps_per_epoch, lr, grad_norm);
+            append_metrics(&metrics_path, &row)?;
+            progress.logged(&row);
+            window = LogWindow::default();
+        }
+        if train.save_every > 0 && state.step % train.save_every == 0 && !last {
+            state.window = window.clone();
+            let dir = checkpoint::save(&output_dir, &plan.student, &optimizer, &state, train.save_total_limit)?;
+            progress.message(&format!("saved {}", dir.display()));
+        }
+    }
+    drop(producer);
+
+    // The final checkpoint (resumable) and the final model.
+    state.window = window;
+    let agreement_after = match &held_out {
+        Some(h) => Some(h.agreement(&plan.student)?),
+        None => None,
+    };
+    state.agreement_after = agreement_after;
+    checkpoint::save(&output_dir, &plan.student, &optimizer, &state, train.save_total_limit)?;
+    if let (Some(before), Some(after)) = (agreement_before, agreement_after) {
+        let row = json!({"step": state.step, "eval/agreement/spearman_before": before, "eval/agreement/spearman": after});
+        append_metrics(&metrics_path, &row)?;
+        progress.logged(&row);
+    }
+    let final_dir = output_dir.join("final");
+    plan.student.save(&final_dir, plan.student.default_activation())?;
+    let eval_pairs = held_out.as_mut().map_or(0, |h| h.pairs.len());
+    Ok(TrainReport {
+        steps: state.step,
+        final_dir,
+        agreement_before,
+        agreement_after,
+        eval_pairs,
+    })
+}
+
+fn batch_pairs(batch: &Batch) -> usize {
+    batch
+        .examples
+        .iter()
+        .map(|row| {
+            row.fields
+                .iter()
+                .skip(1)
+                .map(|f| match f {
+                    crate::data::Field::Text(_) => 1,
+                    crate::data::Field::List(l) => l.len(),
+                })
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+/// Forward and backward of every loss on one micro-batch; adds `grad / accumulation` into
+/// `grads`. Returns the weighted total and each loss's value.
+fn micro_step(
+    plan: &mut Plan,
+    batch: &Batch,
+    vars: &[candle_core::Var],
+    grads: &mut [Vec<f32>],
+    seed: u64,
+    accumulation: usize,
+) -> Result<(f64, BTreeMap<String, f64>)> {
+    let data_labels: Option<Vec<Vec<f32>>> = batch
+        .examples
+        .iter()
+        .map(|row| row.label.as_ref().map(label_values))
+        .collect();
+    let mut graph: Option<Tensor> = None;
+    let mut total = 0f64;
+    let mut parts = BTreeMap::new();
+    let mut own_grads: Vec<(f64, GradStore)> = Vec::new();
+    for (index, planned) in plan.losses.iter_mut().enumerate() {
+        let labels: Option<&[Vec<f32>]> = match planned.labels {
+            LabelSource::Teacher => batch.teacher_scores.as_deref(),
+            LabelSource::Data => data_labels.as_deref(),
+        };
+        let input = LossInput {
+            examples: &batch.examples,
+            labels,
+            seed: seed ^ index as u64,
+        };
+        let mut dropout = Dropout::new(seed);
+        let value = planned.loss.compute(&plan.student, &input, &mut dropout)?;
+        let kind = format!("loss/{}", planned.loss.kind());
+        match value {
+            LossValue::Graph(loss) => {
+                let scalar = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+                total += planned.weight * scalar;
+                *parts.entry(kind).or_insert(0.0) += scalar;
+                let weighted = (loss.to_dtype(candle_core::DType::F32)? * planned.weight)?;
+                graph = Some(match graph {
+                    Some(g) => (g + weighted)?,
+                    None => weighted,
+                });
+            }
+            LossValue::Backpropagated { value, grads } => {
+                total += planned.weight * value as f64;
+                *parts.entry(kind).or_insert(0.0) += value as f64;
+                own_grads.push((planned.weight, grads));
+            }
+        }
+    }
+    let scale = 1.0 / accumulation as f64;
+    if let Some(graph) = graph {
+        let store = graph.backward()?;
+        add_grads(vars, &store, grads, scale)?;
+    }
+    for (weight, store) in own_grads {
+        add_grads(vars, &store, grads, weight * scale)?;
+    }
+    Ok((total, parts))
+}
+
+fn add_grads(vars: &[candle_core::Var], store: &GradStore, grads: &mut [Vec<f32>], scale: f64) -> Result<()> {
+    let scale = scale as f32;
+    for (var, acc) in vars.iter().zip(grads.iter_mut()) {
+        if let Some(grad) = store.get(var.as_tensor()) {
+            let values: Vec<f32> = grad.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+            for (a, g) in acc.iter_mut().zip(values) {
+                *a += g * scale;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn log_row(window: &LogWindow, step: usize, steps_per_epoch: usize, lr: f64, grad_norm: f64) -> Value {
+    let n = window.steps.max(1) as f64;
+    let mut row = serde_json::Map::new();
+    row.insert("step".into(), json!(step));
+    row.insert("epoch".into(), json!(round(step as f64 / steps_per_epoch.max(1) as f64, 4)));
+    row.insert("loss".into(), json!(window.loss / n));
+    for (kind, sum) in &window.per_loss {
+        row.insert(kind.clone(), json!(sum / n));
+    }
+    row.insert("learning_rate".into(), json!(lr));
+    row.insert("grad_norm".into(), json!(grad_norm));
+    let pairs_per_s = if window.seconds > 0.0 { window.pairs as f64 / window.seconds } else { 0.0 };
+    row.insert("pairs_per_s".into(), json!(round(pairs_per_s, 2)));
+    Value::Object(row)
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Append one JSON row to metrics.jsonl and fsync it.
+fn append_metrics(path: &Path, row: &Value) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, e))?;
+    let mut line = serde_json::to_vec(row)?;
+    line.push(b'\n');
+    file.write_all(&line).and_then(|_| file.sync_data()).map_err(|e| Error::io("cannot write", path, e))
+}
+
+/// Held-out rows with their teacher scores, for student–teacher agreement.
+struct HeldOut {
+    pairs: Vec<(String, String)>,
+    teacher_scores: Vec<f64>,
+    activation: ScoreActivation,
+}
+
+impl HeldOut {
+    fn new(source: &crate::data::DataSource, teacher: &mut dyn Teacher) -> Result<Self> {
+        let mut pairs = Vec::new();
+        for row in source.open()? {
+            let row: Row = row?;
+            for (q, d) in teacher_pairs(&row, None)? {
+                pairs.push((q.to_string(), d.to_string()));
+            }
+        }
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let teacher_scores = teacher.score(&refs)?.into_iter().map(f64::from).collect();
+        Ok(Self {
+            pairs,
+            teacher_scores,
+            activation: ScoreActivation::Identity,
+        })
+    }
+
+    fn agreement(&self, student: &CrossEncoder) -> Result<f64> {
+        let scores: Vec<f64> = student.predict(&self.pairs, 32, self.activation)?.into_iter().map(f64::from).collect();
+        Ok(crate::eval::spearman(&scores, &self.teacher_scores)?)
+    }
+}
