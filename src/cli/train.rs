@@ -87,7 +87,11 @@ pub(super) fn run(args: TrainArgs) -> Result<Outcome> {
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
-    println!("trained {} steps; final model: {}", report.steps, report.final_dir.display());
+    println!(
+        "trained {} steps; final model: {}",
+        report.steps,
+        report.final_dir.display()
+    );
     if let (Some(before), Some(after)) = (report.agreement_before, report.agreement_after) {
         println!(
             "student-teacher Spearman on {} held-out pairs: {before:.4} before -> {after:.4} after",

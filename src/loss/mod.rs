@@ -59,14 +59,14 @@ pub use list_net::{list_net, ListNetConfig};
 pub use listwise::{listwise_chunk_size, pad_lists, PaddedLists};
 pub use margin_mse::{margin_labels, margin_mse, stack_label_rows, MarginMseConfig};
 pub use mse::{mse, MseConfig};
-pub use objective::{
-    require_columns, require_labels, scalar_labels, student_logits, text_column, ListwiseLoss, Loss, LossFactory,
-    LossInput, LossRegistry, LossValue, MarginMseLoss, PointwiseLoss,
-};
-use objective::register_builtin;
 pub use multiple_negatives_ranking::{
     mnrl_pairs, multiple_negatives_ranking, sample_in_batch_negatives, Candidate, MnrlPairs,
     MultipleNegativesRankingConfig, NumNegatives, ScoredPair,
+};
+use objective::register_builtin;
+pub use objective::{
+    require_columns, require_labels, scalar_labels, student_logits, text_column, ListwiseLoss,
+    Loss, LossFactory, LossInput, LossRegistry, LossValue, MarginMseLoss, PointwiseLoss,
 };
 pub use p_list_mle::{p_list_mle, PListMleConfig, PListMleLambdaWeight};
 pub use rank_net::{rank_net, RankNetConfig};

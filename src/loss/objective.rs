@@ -49,7 +49,12 @@ pub trait Loss: Send {
     fn kind(&self) -> &str;
 
     /// The loss of a batch.
-    fn compute(&mut self, student: &CrossEncoder, input: &LossInput, dropout: &mut Dropout) -> Result<LossValue>;
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue>;
 
     /// sentence-transformers' `get_config_dict()` (for the model card).
     fn config_dict(&self) -> serde_json::Value {
@@ -93,7 +98,12 @@ impl LossRegistry {
     }
 
     /// Build the loss `kind`.
-    pub fn build(&self, kind: &str, params: &toml::Table, num_labels: usize) -> Result<Box<dyn Loss>> {
+    pub fn build(
+        &self,
+        kind: &str,
+        params: &toml::Table,
+        num_labels: usize,
+    ) -> Result<Box<dyn Loss>> {
         match self.factories.get(kind) {
             Some(factory) => factory(params, num_labels),
             None => Err(Error::invalid(format!(
@@ -140,7 +150,11 @@ pub fn require_columns(examples: &[Row], expected: usize, loss: &str, what: &str
 }
 
 /// Student logits `(n, num_labels)` for pairs, tokenised here; on the autograd graph.
-pub fn student_logits(student: &CrossEncoder, pairs: &[(&str, &str)], dropout: Option<&mut Dropout>) -> Result<Tensor> {
+pub fn student_logits(
+    student: &CrossEncoder,
+    pairs: &[(&str, &str)],
+    dropout: Option<&mut Dropout>,
+) -> Result<Tensor> {
     let encoded: Vec<EncodedPair> = student.tokenizer().encode_pairs(pairs)?;
     let refs: Vec<&EncodedPair> = encoded.iter().collect();
     student.forward_encoded(&refs, dropout)
@@ -187,7 +201,12 @@ impl<C: Send> Loss for PointwiseLoss<C> {
         self.kind
     }
 
-    fn compute(&mut self, student: &CrossEncoder, input: &LossInput, dropout: &mut Dropout) -> Result<LossValue> {
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
         require_columns(input.examples, 2, self.kind, "query and document")?;
         let labels = require_labels(input, self.kind)?;
         let queries = text_column(input.examples, 0, self.kind)?;
@@ -198,7 +217,11 @@ impl<C: Send> Loss for PointwiseLoss<C> {
         if self.integer_labels {
             labels = labels.to_dtype(candle_core::DType::I64)?;
         }
-        Ok(LossValue::Graph((self.math)(&logits, &labels, &self.config)?))
+        Ok(LossValue::Graph((self.math)(
+            &logits,
+            &labels,
+            &self.config,
+        )?))
     }
 
     fn config_dict(&self) -> serde_json::Value {
@@ -221,14 +244,24 @@ impl Loss for MarginMseLoss {
         "margin_mse"
     }
 
-    fn compute(&mut self, student: &CrossEncoder, input: &LossInput, dropout: &mut Dropout) -> Result<LossValue> {
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
         let columns = input.examples.first().map_or(0, |r| r.fields.len());
         if columns < 3 {
             return Err(Error::invalid(format!(
                 "margin_mse needs (query, positive, negative_1..N) columns, at least 3, but the rows have {columns}"
             )));
         }
-        require_columns(input.examples, columns, "margin_mse", "query, positive, negatives")?;
+        require_columns(
+            input.examples,
+            columns,
+            "margin_mse",
+            "query, positive, negatives",
+        )?;
         let labels = require_labels(input, "margin_mse")?;
         let queries = text_column(input.examples, 0, "margin_mse")?;
         let mut pairs = Vec::with_capacity(queries.len() * (columns - 1));
@@ -238,12 +271,26 @@ impl Loss for MarginMseLoss {
         }
         // One forward over every (query, doc) pair, column-major: [pos..., neg1..., negN...].
         let batch = queries.len();
-        let logits = student_logits(student, &pairs, Some(dropout))?.narrow(1, 0, 1)?.squeeze(1)?;
+        let logits = student_logits(student, &pairs, Some(dropout))?
+            .narrow(1, 0, 1)?
+            .squeeze(1)?;
         let positive = logits.narrow(0, 0, batch)?;
-        let negative = logits.narrow(0, batch, batch * (columns - 2))?.reshape((columns - 2, batch))?.t()?;
+        let negative = logits
+            .narrow(0, batch, batch * (columns - 2))?
+            .reshape((columns - 2, batch))?
+            .t()?;
         let labels = super::stack_label_rows(labels, student.device())?;
-        let labels = if labels.dim(1)? == 1 { labels.squeeze(1)? } else { labels };
-        Ok(LossValue::Graph(super::margin_mse(&positive, &negative, &labels, &self.config)?))
+        let labels = if labels.dim(1)? == 1 {
+            labels.squeeze(1)?
+        } else {
+            labels
+        };
+        Ok(LossValue::Graph(super::margin_mse(
+            &positive,
+            &negative,
+            &labels,
+            &self.config,
+        )?))
     }
 
     fn config_dict(&self) -> serde_json::Value {
@@ -269,8 +316,18 @@ impl<C: Send> Loss for ListwiseLoss<C> {
         self.kind
     }
 
-    fn compute(&mut self, student: &CrossEncoder, input: &LossInput, dropout: &mut Dropout) -> Result<LossValue> {
-        require_columns(input.examples, 2, self.kind, "query and a list of documents")?;
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        require_columns(
+            input.examples,
+            2,
+            self.kind,
+            "query and a list of documents",
+        )?;
         let labels = require_labels(input, self.kind)?;
         let queries = text_column(input.examples, 0, self.kind)?;
         let mut pairs = Vec::new();
@@ -293,7 +350,12 @@ impl<C: Send> Loss for ListwiseLoss<C> {
         }
         let logits = student_logits(student, &pairs, Some(dropout))?.narrow(1, 0, 1)?;
         let padded = super::pad_lists(&logits, labels)?;
-        Ok(LossValue::Graph((self.math)(&padded.logits, &padded.labels, &padded.mask, &self.config)?))
+        Ok(LossValue::Graph((self.math)(
+            &padded.logits,
+            &padded.labels,
+            &padded.mask,
+            &self.config,
+        )?))
     }
 
     fn config_dict(&self) -> serde_json::Value {
@@ -352,18 +414,70 @@ macro_rules! listwise {
 pub(super) fn register_builtin(registry: &mut LossRegistry) {
     use super::*;
     pointwise!(registry, "mse", MseConfig, mse, mse::CITATION, false, true);
-    pointwise!(registry, "binary_cross_entropy", BinaryCrossEntropyConfig, binary_cross_entropy, binary_cross_entropy::CITATION, false, true);
-    pointwise!(registry, "cross_entropy", CrossEntropyConfig, cross_entropy, cross_entropy::CITATION, true, false);
+    pointwise!(
+        registry,
+        "binary_cross_entropy",
+        BinaryCrossEntropyConfig,
+        binary_cross_entropy,
+        binary_cross_entropy::CITATION,
+        false,
+        true
+    );
+    pointwise!(
+        registry,
+        "cross_entropy",
+        CrossEntropyConfig,
+        cross_entropy,
+        cross_entropy::CITATION,
+        true,
+        false
+    );
     registry.register("margin_mse", |params, num_labels| {
         num_labels_one("margin_mse", num_labels)?;
         Ok(Box::new(MarginMseLoss {
             config: MarginMseConfig::from_params(params)?,
         }))
     });
-    listwise!(registry, "lambda", LambdaLossConfig, lambda_loss, lambda::CITATION);
-    listwise!(registry, "rank_net", RankNetConfig, rank_net, rank_net::CITATION);
-    listwise!(registry, "list_net", ListNetConfig, list_net, list_net::CITATION);
-    listwise!(registry, "list_mle", ListMleConfig, list_mle, list_mle::CITATION);
-    listwise!(registry, "p_list_mle", PListMleConfig, p_list_mle, p_list_mle::CITATION);
-    listwise!(registry, "adr_mse", AdrMseConfig, adr_mse, adr_mse::CITATION);
+    listwise!(
+        registry,
+        "lambda",
+        LambdaLossConfig,
+        lambda_loss,
+        lambda::CITATION
+    );
+    listwise!(
+        registry,
+        "rank_net",
+        RankNetConfig,
+        rank_net,
+        rank_net::CITATION
+    );
+    listwise!(
+        registry,
+        "list_net",
+        ListNetConfig,
+        list_net,
+        list_net::CITATION
+    );
+    listwise!(
+        registry,
+        "list_mle",
+        ListMleConfig,
+        list_mle,
+        list_mle::CITATION
+    );
+    listwise!(
+        registry,
+        "p_list_mle",
+        PListMleConfig,
+        p_list_mle,
+        p_list_mle::CITATION
+    );
+    listwise!(
+        registry,
+        "adr_mse",
+        AdrMseConfig,
+        adr_mse,
+        adr_mse::CITATION
+    );
 }

@@ -30,11 +30,13 @@ impl<I: Iterator<Item = Result<Row>>> Batcher<I> {
 }
 
 fn texts(row: &Row) -> impl Iterator<Item = &str> {
-    row.fields.iter().flat_map(|field| match field {
-        Field::Text(text) => std::slice::from_ref(text).iter(),
-        Field::List(list) => list.iter(),
-    })
-    .map(String::as_str)
+    row.fields
+        .iter()
+        .flat_map(|field| match field {
+            Field::Text(text) => std::slice::from_ref(text).iter(),
+            Field::List(list) => list.iter(),
+        })
+        .map(String::as_str)
 }
 
 impl<I: Iterator<Item = Result<Row>>> Iterator for Batcher<I> {
@@ -46,7 +48,9 @@ impl<I: Iterator<Item = Result<Row>>> Iterator for Batcher<I> {
         // Deferred rows get the first chance, in order.
         let mut still_deferred = VecDeque::new();
         while let Some(row) = self.deferred.pop_front() {
-            if batch.len() < self.batch_size && (!self.no_duplicates || texts(&row).all(|t| !seen.contains(t))) {
+            if batch.len() < self.batch_size
+                && (!self.no_duplicates || texts(&row).all(|t| !seen.contains(t)))
+            {
                 seen.extend(texts(&row).map(str::to_string));
                 batch.push(row);
             } else {
@@ -117,7 +121,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 4, "no row lost");
+        assert_eq!(
+            batches.iter().map(Vec::len).sum::<usize>(),
+            4,
+            "no row lost"
+        );
         assert_eq!(batches[0].len(), 2);
     }
 }

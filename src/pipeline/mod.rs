@@ -82,9 +82,15 @@ pub struct ProducerConfig {
 }
 
 /// The (column 0, document) pairs the teacher scores for an example, in order.
-pub fn teacher_pairs<'a>(example: &'a Example, fields: Option<&[usize]>) -> Result<Vec<(&'a str, &'a str)>> {
+pub fn teacher_pairs<'a>(
+    example: &'a Example,
+    fields: Option<&[usize]>,
+) -> Result<Vec<(&'a str, &'a str)>> {
     let chosen: Vec<&Field> = match fields {
-        Some(indices) => indices.iter().filter_map(|&i| example.fields.get(i)).collect(),
+        Some(indices) => indices
+            .iter()
+            .filter_map(|&i| example.fields.get(i))
+            .collect(),
         None => example.fields.iter().collect(),
     };
     let Some(Field::Text(query)) = chosen.first() else {
@@ -197,7 +203,11 @@ fn send(sender: &Sender<Result<Batch>>, item: Result<Batch>) -> bool {
     sender.send(item).is_ok()
 }
 
-fn produce(config: ProducerConfig, mut teacher: Option<Box<dyn Teacher>>, sender: Sender<Result<Batch>>) {
+fn produce(
+    config: ProducerConfig,
+    mut teacher: Option<Box<dyn Teacher>>,
+    sender: Sender<Result<Batch>>,
+) {
     if let Err(error) = produce_inner(&config, teacher.as_deref_mut(), &sender) {
         let _ = sender.send(Err(error));
     }
@@ -213,22 +223,37 @@ fn produce_inner(
         let reader = config.source.open()?;
         let rows = reader.take(config.max_rows.unwrap_or(usize::MAX));
         let rows: Box<dyn Iterator<Item = Result<Row>>> = if config.shuffle {
-            Box::new(ShuffleBuffer::new(rows, config.shuffle_buffer, config.seed, epoch as u64))
+            Box::new(ShuffleBuffer::new(
+                rows,
+                config.shuffle_buffer,
+                config.seed,
+                epoch as u64,
+            ))
         } else {
             Box::new(rows)
         };
-        let skip = if epoch == config.start.epoch { config.start.batches } else { 0 };
+        let skip = if epoch == config.start.epoch {
+            config.start.batches
+        } else {
+            0
+        };
         let mut pending: Vec<Batch> = Vec::new();
         let mut pending_pairs = 0usize;
-        for (index, examples) in Batcher::new(rows, config.batch_size, config.no_duplicates).enumerate() {
+        for (index, examples) in
+            Batcher::new(rows, config.batch_size, config.no_duplicates).enumerate()
+        {
             let examples = examples?;
             if index < skip {
                 continue;
             }
-            let position = DataPosition { epoch, batches: index + 1 };
+            let position = DataPosition {
+                epoch,
+                batches: index + 1,
+            };
             if teacher.is_some() {
                 for example in &examples {
-                    pending_pairs += teacher_pairs(example, config.teacher_fields.as_deref())?.len();
+                    pending_pairs +=
+                        teacher_pairs(example, config.teacher_fields.as_deref())?.len();
                 }
             }
             pending.push(Batch {

@@ -47,7 +47,10 @@ pub fn list(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("cannot read", output_dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()) {
+        if let Some(step) = name
+            .strip_prefix("checkpoint-")
+            .and_then(|s| s.parse::<usize>().ok())
+        {
             if entry.path().join(STATE_FILE).is_file() {
                 found.push((step, entry.path()));
             }
@@ -75,15 +78,24 @@ pub fn save(
     student.write_to(staged.path(), student.default_activation())?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (i, (m, v)) in optimizer.moments().enumerate() {
-        tensors.insert(format!("m.{i}"), Tensor::from_slice(m, m.len(), &Device::Cpu)?);
-        tensors.insert(format!("v.{i}"), Tensor::from_slice(v, v.len(), &Device::Cpu)?);
+        tensors.insert(
+            format!("m.{i}"),
+            Tensor::from_slice(m, m.len(), &Device::Cpu)?,
+        );
+        tensors.insert(
+            format!("v.{i}"),
+            Tensor::from_slice(v, v.len(), &Device::Cpu)?,
+        );
     }
     tensors.insert(
         "step".into(),
         Tensor::from_slice(&[optimizer.steps() as f64], 1, &Device::Cpu)?,
     );
     candle_core::safetensors::save(&tensors, staged.path().join(OPTIMIZER_FILE))?;
-    write_atomic(&staged.path().join(STATE_FILE), serde_json::to_string_pretty(state)?.as_bytes())?;
+    write_atomic(
+        &staged.path().join(STATE_FILE),
+        serde_json::to_string_pretty(state)?.as_bytes(),
+    )?;
     staged.commit()?;
     if let Some(keep) = keep {
         let all = list(output_dir)?;
@@ -97,12 +109,19 @@ pub fn save(
 /// Restore weights and optimizer from `dir`; returns the trainer state.
 pub fn load(dir: &Path, student: &CrossEncoder, optimizer: &mut AdamW) -> Result<TrainerState> {
     let state_path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io("cannot read", &state_path, e))?;
-    let state: TrainerState = serde_json::from_str(&text)
-        .map_err(|e| Error::input(&state_path, Some(e.line()), format!("invalid trainer state: {e}")))?;
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|e| Error::io("cannot read", &state_path, e))?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| {
+        Error::input(
+            &state_path,
+            Some(e.line()),
+            format!("invalid trainer state: {e}"),
+        )
+    })?;
     let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)?;
     student.params().assign(&weights)?;
-    let mut moments_by_name = candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)?;
+    let mut moments_by_name =
+        candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)?;
     let step = moments_by_name
         .remove("step")
         .map(|t| t.to_vec1::<f64>())
@@ -114,11 +133,19 @@ pub fn load(dir: &Path, student: &CrossEncoder, optimizer: &mut AdamW) -> Result
     for i in 0..count {
         let take = |name: String, map: &mut HashMap<String, Tensor>| -> Result<Vec<f32>> {
             map.remove(&name)
-                .ok_or_else(|| Error::invalid(format!("{} lacks `{name}`", dir.join(OPTIMIZER_FILE).display())))?
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{} lacks `{name}`",
+                        dir.join(OPTIMIZER_FILE).display()
+                    ))
+                })?
                 .to_vec1::<f32>()
                 .map_err(Error::from)
         };
-        moments.push((take(format!("m.{i}"), &mut moments_by_name)?, take(format!("v.{i}"), &mut moments_by_name)?));
+        moments.push((
+            take(format!("m.{i}"), &mut moments_by_name)?,
+            take(format!("v.{i}"), &mut moments_by_name)?,
+        ));
     }
     optimizer.restore(step, moments)?;
     Ok(state)

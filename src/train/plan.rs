@@ -90,12 +90,22 @@ pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn 
                     max_length: section.max_length,
                     ..LoadOptions::default()
                 };
-                let model = CrossEncoder::load(&section.model.spec, Some(&section.model.base_dir), &options)?;
-                members.push(Box::new(CandleTeacher::new(model, section.batch_size, activation(section.activation))?));
+                let model = CrossEncoder::load(
+                    &section.model.spec,
+                    Some(&section.model.base_dir),
+                    &options,
+                )?;
+                members.push(Box::new(CandleTeacher::new(
+                    model,
+                    section.batch_size,
+                    activation(section.activation),
+                )?));
             }
             TeacherKind::Onnx => {
-                return Err(Error::invalid("teacher kind `onnx` is not available in this build")
-                    .with_hint("use kind = \"candle\" with the model's safetensors"));
+                return Err(
+                    Error::invalid("teacher kind `onnx` is not available in this build")
+                        .with_hint("use kind = \"candle\" with the model's safetensors"),
+                );
             }
         }
     }
@@ -117,17 +127,31 @@ impl Plan {
             layers: recipe.student.layers.clone(),
             seed: recipe.run.seed,
         };
-        let student = CrossEncoder::load(&recipe.student.model.spec, Some(&recipe.student.model.base_dir), &student_options)?;
+        let student = CrossEncoder::load(
+            &recipe.student.model.spec,
+            Some(&recipe.student.model.base_dir),
+            &student_options,
+        )?;
         let teacher = build_teacher(&recipe, &device)?;
         let teacher_info = teacher.as_ref().map(|t| (t.describe(), t.fingerprint()));
         let mut losses = Vec::new();
         for section in &recipe.losses {
             let loss = registry
                 .build(&section.kind, &section.params, recipe.student.num_labels)
-                .map_err(|e| locate(e, &recipe, section.line, &format!("loss `{}`", section.kind)))?;
+                .map_err(|e| {
+                    locate(
+                        e,
+                        &recipe,
+                        section.line,
+                        &format!("loss `{}`", section.kind),
+                    )
+                })?;
             if section.labels == LabelSource::Teacher && teacher.is_none() {
                 return Err(locate(
-                    Error::invalid(format!("loss `{}` takes labels from the teacher, but the recipe has no [teacher]", section.kind)),
+                    Error::invalid(format!(
+                        "loss `{}` takes labels from the teacher, but the recipe has no [teacher]",
+                        section.kind
+                    )),
                     &recipe,
                     section.line,
                     "loss",
@@ -146,13 +170,21 @@ impl Plan {
             rows_per_epoch = rows_per_epoch.min(max);
         }
         if rows_per_epoch == 0 {
-            return Err(Error::invalid(format!("the training data {} has no rows", recipe.data.train.resolved())));
+            return Err(Error::invalid(format!(
+                "the training data {} has no rows",
+                recipe.data.train.resolved()
+            )));
         }
         let train = &recipe.train;
         let batches_per_epoch = rows_per_epoch.div_ceil(train.batch_size);
-        let steps_per_epoch = batches_per_epoch.div_ceil(train.gradient_accumulation).max(1);
+        let steps_per_epoch = batches_per_epoch
+            .div_ceil(train.gradient_accumulation)
+            .max(1);
         let (total_steps, epochs) = if train.max_steps > 0 {
-            (train.max_steps, train.max_steps.div_ceil(steps_per_epoch).max(1))
+            (
+                train.max_steps,
+                train.max_steps.div_ceil(steps_per_epoch).max(1),
+            )
         } else {
             (train.epochs * steps_per_epoch, train.epochs)
         };
@@ -161,7 +193,13 @@ impl Plan {
             Scheduler::Cosine => ScheduleKind::Cosine,
             Scheduler::Constant => ScheduleKind::Constant,
         };
-        let schedule = Schedule::new(kind, train.learning_rate, total_steps, train.warmup_ratio, train.warmup_steps);
+        let schedule = Schedule::new(
+            kind,
+            train.learning_rate,
+            total_steps,
+            train.warmup_ratio,
+            train.warmup_steps,
+        );
         let output_dir = recipe.run.output_dir.clone();
         Ok(Self {
             recipe,

@@ -71,10 +71,17 @@ pub struct LogWindow {
 }
 
 /// Run a planned training to the end (or from its latest checkpoint with `resume`).
-pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
+pub fn train(
+    mut plan: Plan,
+    resume: bool,
+    progress: &mut dyn TrainProgress,
+) -> Result<TrainReport> {
     let output_dir = plan.output_dir.clone();
     create_dir_all(&output_dir)?;
-    write_atomic(&output_dir.join("recipe.resolved.toml"), plan.recipe.to_resolved_toml().as_bytes())?;
+    write_atomic(
+        &output_dir.join("recipe.resolved.toml"),
+        plan.recipe.to_resolved_toml().as_bytes(),
+    )?;
     let metrics_path = output_dir.join("metrics.jsonl");
 
     let train = plan.recipe.train.clone();
@@ -92,7 +99,11 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
             Some(dir) => {
                 state = checkpoint::load(&dir, &plan.student, &mut optimizer)?;
                 checkpoint::truncate_metrics(&metrics_path, state.step)?;
-                progress.message(&format!("resumed from {} (step {})", dir.display(), state.step));
+                progress.message(&format!(
+                    "resumed from {} (step {})",
+                    dir.display(),
+                    state.step
+                ));
             }
             None => progress.message("no checkpoint to resume from; starting fresh"),
         }
@@ -103,12 +114,15 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
         ))
         .with_hint("pass --resume to continue it, or choose another run.output_dir"));
     } else if metrics_path.exists() {
-        std::fs::remove_file(&metrics_path).map_err(|e| Error::io("cannot remove", &metrics_path, e))?;
+        std::fs::remove_file(&metrics_path)
+            .map_err(|e| Error::io("cannot remove", &metrics_path, e))?;
     }
 
     // Held-out agreement before training (teacher scores computed once, kept for the end).
     let mut held_out = match (&plan.eval_source, plan.teacher.as_mut()) {
-        (Some(source), Some(teacher)) if state.step == 0 || resume => Some(HeldOut::new(source, teacher.as_mut())?),
+        (Some(source), Some(teacher)) if state.step == 0 || resume => {
+            Some(HeldOut::new(source, teacher.as_mut())?)
+        }
         _ => None,
     };
     let agreement_before = match &held_out {
@@ -132,7 +146,11 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
         teacher_fields: None,
     };
     let teacher_used = plan.losses.iter().any(|l| l.labels == LabelSource::Teacher);
-    let teacher = if teacher_used { plan.teacher.take() } else { None };
+    let teacher = if teacher_used {
+        plan.teacher.take()
+    } else {
+        None
+    };
     let mut producer = Producer::spawn(producer_config, teacher)?;
 
     progress.start(state.step, plan.total_steps);
@@ -158,7 +176,14 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
             state.position = batch.position;
             last_rows = batch.examples.iter().map(|r| r.line).collect();
             pairs += batch_pairs(&batch);
-            let (value, parts) = micro_step(&mut plan, &batch, &vars, &mut grads, step_seed(seed, state.step, micro), train.gradient_accumulation)?;
+            let (value, parts) = micro_step(
+                &mut plan,
+                &batch,
+                &vars,
+                &mut grads,
+                step_seed(seed, state.step, micro),
+                train.gradient_accumulation,
+            )?;
             step_loss += value;
             for (k, v) in parts {
                 *step_parts.entry(k).or_default() += v;
@@ -182,7 +207,10 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
                     .with_hint("lower the learning rate, check the labels for NaN/inf, or set train.on_nan = \"skip\""));
                 }
                 OnNan::Skip => {
-                    progress.message(&format!("step {}: non-finite loss, batch skipped", state.step + 1));
+                    progress.message(&format!(
+                        "step {}: non-finite loss, batch skipped",
+                        state.step + 1
+                    ));
                     state.step += 1;
                     continue;
                 }
@@ -212,7 +240,13 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
         }
         if train.save_every > 0 && state.step % train.save_every == 0 && !last {
             state.window = window.clone();
-            let dir = checkpoint::save(&output_dir, &plan.student, &optimizer, &state, train.save_total_limit)?;
+            let dir = checkpoint::save(
+                &output_dir,
+                &plan.student,
+                &optimizer,
+                &state,
+                train.save_total_limit,
+            )?;
             progress.message(&format!("saved {}", dir.display()));
         }
     }
@@ -225,14 +259,21 @@ pub fn train(mut plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> 
         None => None,
     };
     state.agreement_after = agreement_after;
-    checkpoint::save(&output_dir, &plan.student, &optimizer, &state, train.save_total_limit)?;
+    checkpoint::save(
+        &output_dir,
+        &plan.student,
+        &optimizer,
+        &state,
+        train.save_total_limit,
+    )?;
     if let (Some(before), Some(after)) = (agreement_before, agreement_after) {
         let row = json!({"step": state.step, "eval/agreement/spearman_before": before, "eval/agreement/spearman": after});
         append_metrics(&metrics_path, &row)?;
         progress.logged(&row);
     }
     let final_dir = output_dir.join("final");
-    plan.student.save(&final_dir, plan.student.default_activation())?;
+    plan.student
+        .save(&final_dir, plan.student.default_activation())?;
     let eval_pairs = held_out.as_mut().map_or(0, |h| h.pairs.len());
     Ok(TrainReport {
         steps: state.step,
@@ -321,11 +362,19 @@ fn micro_step(
     Ok((total, parts))
 }
 
-fn add_grads(vars: &[candle_core::Var], store: &GradStore, grads: &mut [Vec<f32>], scale: f64) -> Result<()> {
+fn add_grads(
+    vars: &[candle_core::Var],
+    store: &GradStore,
+    grads: &mut [Vec<f32>],
+    scale: f64,
+) -> Result<()> {
     let scale = scale as f32;
     for (var, acc) in vars.iter().zip(grads.iter_mut()) {
         if let Some(grad) = store.get(var.as_tensor()) {
-            let values: Vec<f32> = grad.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+            let values: Vec<f32> = grad
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
             for (a, g) in acc.iter_mut().zip(values) {
                 *a += g * scale;
             }
@@ -334,18 +383,31 @@ fn add_grads(vars: &[candle_core::Var], store: &GradStore, grads: &mut [Vec<f32>
     Ok(())
 }
 
-fn log_row(window: &LogWindow, step: usize, steps_per_epoch: usize, lr: f64, grad_norm: f64) -> Value {
+fn log_row(
+    window: &LogWindow,
+    step: usize,
+    steps_per_epoch: usize,
+    lr: f64,
+    grad_norm: f64,
+) -> Value {
     let n = window.steps.max(1) as f64;
     let mut row = serde_json::Map::new();
     row.insert("step".into(), json!(step));
-    row.insert("epoch".into(), json!(round(step as f64 / steps_per_epoch.max(1) as f64, 4)));
+    row.insert(
+        "epoch".into(),
+        json!(round(step as f64 / steps_per_epoch.max(1) as f64, 4)),
+    );
     row.insert("loss".into(), json!(window.loss / n));
     for (kind, sum) in &window.per_loss {
         row.insert(kind.clone(), json!(sum / n));
     }
     row.insert("learning_rate".into(), json!(lr));
     row.insert("grad_norm".into(), json!(grad_norm));
-    let pairs_per_s = if window.seconds > 0.0 { window.pairs as f64 / window.seconds } else { 0.0 };
+    let pairs_per_s = if window.seconds > 0.0 {
+        window.pairs as f64 / window.seconds
+    } else {
+        0.0
+    };
     row.insert("pairs_per_s".into(), json!(round(pairs_per_s, 2)));
     Value::Object(row)
 }
@@ -365,7 +427,9 @@ fn append_metrics(path: &Path, row: &Value) -> Result<()> {
         .map_err(|e| Error::io("cannot open", path, e))?;
     let mut line = serde_json::to_vec(row)?;
     line.push(b'\n');
-    file.write_all(&line).and_then(|_| file.sync_data()).map_err(|e| Error::io("cannot write", path, e))
+    file.write_all(&line)
+        .and_then(|_| file.sync_data())
+        .map_err(|e| Error::io("cannot write", path, e))
 }
 
 /// Held-out rows with their teacher scores, for student–teacher agreement.
@@ -384,7 +448,10 @@ impl HeldOut {
                 pairs.push((q.to_string(), d.to_string()));
             }
         }
-        let refs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         let teacher_scores = teacher.score(&refs)?.into_iter().map(f64::from).collect();
         Ok(Self {
             pairs,
@@ -394,7 +461,11 @@ impl HeldOut {
     }
 
     fn agreement(&self, student: &CrossEncoder) -> Result<f64> {
-        let scores: Vec<f64> = student.predict(&self.pairs, 32, self.activation)?.into_iter().map(f64::from).collect();
-        Ok(crate::eval::spearman(&scores, &self.teacher_scores)?)
+        let scores: Vec<f64> = student
+            .predict(&self.pairs, 32, self.activation)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        crate::eval::spearman(&scores, &self.teacher_scores)
     }
 }
