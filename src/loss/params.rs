@@ -175,7 +175,7 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "loss \"lambda\": unknown parameters \"foo\", \"kk\"; accepted parameters: k, sigma"
+            "loss \"lambda\": unknown parameters \"kk\", \"foo\"; accepted parameters: k, sigma"
         );
     }
 

@@ -3,4 +3,6 @@
 mod common;
 mod model_parity;
 mod model_training;
+mod pipeline;
 mod predict_cli;
+mod training;

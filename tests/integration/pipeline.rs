@@ -1,0 +1,269 @@
+//! The producer thread and its channel with a deterministic fake teacher: backpressure,
+//! hang-up, teacher errors and panics, teacher labels for every row layout.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossdistill::data::{DataSource, Field};
+use crossdistill::error::{Error, Result};
+use crossdistill::pipeline::{DataPosition, Producer, ProducerConfig};
+use crossdistill::teacher::Teacher;
+
+/// Scores a pair as `len(query) + len(passage) / 100`; can fail or panic on call `fail_at`.
+struct FakeTeacher {
+    calls: Arc<AtomicUsize>,
+    pairs: Arc<AtomicUsize>,
+    fail_at: Option<usize>,
+    panic_at: Option<usize>,
+}
+
+impl FakeTeacher {
+    fn new() -> (Self, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let pairs = Arc::new(AtomicUsize::new(0));
+        (
+            Self {
+                calls: calls.clone(),
+                pairs: pairs.clone(),
+                fail_at: None,
+                panic_at: None,
+            },
+            calls,
+            pairs,
+        )
+    }
+}
+
+fn fake_score(q: &str, p: &str) -> f32 {
+    q.len() as f32 + p.len() as f32 / 100.0
+}
+
+impl Teacher for FakeTeacher {
+    fn score(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail_at == Some(call) {
+            return Err(Error::invalid("fake teacher failed on purpose"));
+        }
+        if self.panic_at == Some(call) {
+            panic!("fake teacher panicked on purpose");
+        }
+        self.pairs.fetch_add(pairs.len(), Ordering::SeqCst);
+        Ok(pairs.iter().map(|(q, p)| fake_score(q, p)).collect())
+    }
+    fn fingerprint(&self) -> String {
+        "fake".into()
+    }
+    fn describe(&self) -> String {
+        "fake teacher".into()
+    }
+}
+
+fn write_rows(dir: &std::path::Path, rows: usize, layout: &str) -> DataSource {
+    let path = dir.join("train.jsonl");
+    let lines: Vec<String> = (0..rows)
+        .map(|i| match layout {
+            "pair" => serde_json::json!({"query": format!("q{i}"), "passage": format!("passage {i}")}).to_string(),
+            "tuple" => serde_json::json!({"query": format!("q{i}"), "pos": format!("p{i}"), "neg1": format!("n{i}a"), "neg2": format!("n{i}bb")}).to_string(),
+            _ => serde_json::json!({"query": format!("q{i}"), "docs": [format!("a{i}"), format!("bb{i}"), format!("ccc{i}")]}).to_string(),
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    DataSource::new("train.jsonl", dir)
+}
+
+fn config(source: DataSource, capacity: usize) -> ProducerConfig {
+    ProducerConfig {
+        source,
+        max_rows: None,
+        epochs: 1,
+        start: DataPosition::default(),
+        batch_size: 4,
+        shuffle: false,
+        shuffle_buffer: 16,
+        seed: 1,
+        no_duplicates: false,
+        teacher_pairs: 1,
+        capacity,
+        teacher_fields: None,
+    }
+}
+
+#[test]
+fn teacher_labels_every_column_zero_pair_in_order() {
+    for layout in ["pair", "tuple", "list"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (teacher, _, _) = FakeTeacher::new();
+        let mut producer = Producer::spawn(
+            config(write_rows(dir.path(), 10, layout), 2),
+            Some(Box::new(teacher)),
+        )
+        .unwrap();
+        let mut rows = 0;
+        while let Some(batch) = producer.next_batch() {
+            let batch = batch.unwrap();
+            let scores = batch.teacher_scores.unwrap();
+            for (example, scores) in batch.examples.iter().zip(scores) {
+                let Field::Text(query) = &example.fields[0] else {
+                    panic!("query is text")
+                };
+                let docs: Vec<&str> = example.fields[1..]
+                    .iter()
+                    .flat_map(|f| match f {
+                        Field::Text(t) => vec![t.as_str()],
+                        Field::List(l) => l.iter().map(String::as_str).collect(),
+                    })
+                    .collect();
+                let expected: Vec<f32> = docs.iter().map(|d| fake_score(query, d)).collect();
+                assert_eq!(scores, expected, "{layout}");
+                let width = match layout {
+                    "pair" => 1,
+                    _ => 3,
+                };
+                assert_eq!(
+                    scores.len(),
+                    width,
+                    "{layout}: (B,), (B, N+1) or one list per row"
+                );
+                rows += 1;
+            }
+        }
+        assert_eq!(rows, 10);
+    }
+}
+
+#[test]
+fn a_slow_trainer_keeps_the_producer_at_most_capacity_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, calls, _) = FakeTeacher::new();
+    let capacity = 2;
+    let mut producer = Producer::spawn(
+        config(write_rows(dir.path(), 400, "pair"), capacity),
+        Some(Box::new(teacher)),
+    )
+    .unwrap();
+    for consumed in 0..3 {
+        std::thread::sleep(Duration::from_millis(150));
+        // Each teacher call scores one batch: at most `capacity` queued plus one blocked in send.
+        let produced = calls.load(Ordering::SeqCst);
+        assert!(
+            produced <= consumed + capacity + 1,
+            "producer ran ahead: {produced} produced, {consumed} consumed"
+        );
+        assert!(producer.queued() <= capacity);
+        producer.next_batch().unwrap().unwrap();
+    }
+    assert!(
+        calls.load(Ordering::SeqCst) <= 3 + capacity + 1,
+        "100 batches exist; only a few may be produced"
+    );
+}
+
+#[test]
+fn hanging_up_stops_the_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, calls, _) = FakeTeacher::new();
+    let mut producer = Producer::spawn(
+        config(write_rows(dir.path(), 4000, "pair"), 2),
+        Some(Box::new(teacher)),
+    )
+    .unwrap();
+    let _ = producer.next_batch().unwrap().unwrap();
+    let started = Instant::now();
+    drop(producer); // disconnects and joins
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drop must not hang"
+    );
+    let after_drop = calls.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        after_drop,
+        "the thread is gone"
+    );
+    assert!(after_drop < 1000, "stopped early, not after the whole file");
+}
+
+#[test]
+fn teacher_errors_and_panics_reach_the_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut teacher, _, _) = FakeTeacher::new();
+    teacher.fail_at = Some(2);
+    let mut producer = Producer::spawn(
+        config(write_rows(dir.path(), 40, "pair"), 2),
+        Some(Box::new(teacher)),
+    )
+    .unwrap();
+    let results: Vec<_> = std::iter::from_fn(|| producer.next_batch()).collect();
+    assert_eq!(
+        results.len(),
+        3,
+        "two batches, then the error, then the end"
+    );
+    let err = results[2].as_ref().unwrap_err().to_string();
+    assert!(err.contains("fake teacher failed on purpose"), "{err}");
+
+    let (mut teacher, _, _) = FakeTeacher::new();
+    teacher.panic_at = Some(1);
+    let mut producer = Producer::spawn(
+        config(write_rows(dir.path(), 40, "pair"), 2),
+        Some(Box::new(teacher)),
+    )
+    .unwrap();
+    let first = producer.next_batch().unwrap();
+    assert!(first.is_ok());
+    let second = producer.next_batch().unwrap().unwrap_err();
+    assert!(matches!(second, Error::Thread { .. }), "{second:?}");
+    assert!(
+        second
+            .to_string()
+            .contains("producer thread failed: panicked: fake teacher panicked on purpose"),
+        "{second}"
+    );
+    assert!(producer.next_batch().is_none());
+}
+
+#[test]
+fn bad_rows_arrive_as_errors_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("train.jsonl"),
+        "{\"query\": \"a\", \"passage\": \"b\"}\n{\"query\": \"a\", \"passage\": 3}\n",
+    )
+    .unwrap();
+    let (teacher, _, _) = FakeTeacher::new();
+    let mut producer = Producer::spawn(
+        config(DataSource::new("train.jsonl", dir.path()), 2),
+        Some(Box::new(teacher)),
+    )
+    .unwrap();
+    let err = producer.next_batch().unwrap().unwrap_err().to_string();
+    assert!(err.contains("train.jsonl:2"), "{err}");
+}
+
+#[test]
+fn resume_position_skips_batches_already_trained() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = write_rows(dir.path(), 20, "pair");
+    let mut full_config = config(source.clone(), 2);
+    full_config.shuffle = true;
+    full_config.epochs = 2;
+    let all: Vec<_> = {
+        let mut p = Producer::spawn(full_config.clone(), None).unwrap();
+        std::iter::from_fn(|| p.next_batch())
+            .map(|b| b.unwrap())
+            .collect()
+    };
+    assert_eq!(all.len(), 10);
+    let mut resumed_config = full_config;
+    resumed_config.start = all[6].position;
+    let mut p = Producer::spawn(resumed_config, None).unwrap();
+    let rest: Vec<_> = std::iter::from_fn(|| p.next_batch())
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(rest.len(), 3);
+    for (a, b) in rest.iter().zip(&all[7..]) {
+        assert_eq!(a.examples, b.examples, "same shuffled order after resume");
+    }
+}

@@ -1,0 +1,366 @@
+//! End-to-end training: run directory contract, metrics rows, exact resume, the losses' glue
+//! against hand-computed values, and loss input errors.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use crossdistill::data::{Field, Label, Row};
+use crossdistill::loss::{LossInput, LossRegistry, LossValue};
+use crossdistill::model::{CrossEncoder, Dropout, LoadOptions, ScoreActivation};
+use crossdistill::train::{train, Plan, Silent};
+
+use crate::common::{crossdistill, fixture, stderr};
+
+fn write_data(dir: &Path, rows: usize) {
+    let lines: Vec<String> = (0..rows)
+        .map(|i| {
+            serde_json::json!({
+                "query": format!("what is item number {i}"),
+                "passage": format!("item {i} is a thing with {} parts", i * 7 % 13),
+                "score": (i % 5) as f32 / 4.0
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("train.jsonl"), lines.join("\n")).unwrap();
+    std::fs::write(dir.join("eval.jsonl"), lines[..8].join("\n")).unwrap();
+}
+
+fn write_recipe(dir: &Path, extra: &str) -> PathBuf {
+    write_data(dir, 48);
+    let recipe = format!(
+        r#"version = 1
+[run]
+output_dir = "run"
+seed = 7
+[teacher]
+kind = "candle"
+model = "{teacher}"
+batch_size = 16
+[student]
+model = "{student}"
+max_length = 32
+[data.train]
+path = "train.jsonl"
+columns = ["query", "passage"]
+[data.eval]
+path = "eval.jsonl"
+columns = ["query", "passage"]
+[[loss]]
+kind = "mse"
+labels = "teacher"
+[train]
+batch_size = 8
+learning_rate = 5e-3
+log_every = 2
+save_every = 3
+{extra}
+"#,
+        teacher = fixture("tiny-xlmr-ce").display(),
+        student = fixture("tiny-bert-ce").display(),
+    );
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, recipe).unwrap();
+    path
+}
+
+fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut out: Vec<_> = tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn train_writes_the_run_directory_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "epochs = 2");
+    let run = crossdistill(&["train", recipe.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("student-teacher Spearman on 8 held-out pairs"),
+        "{stdout}"
+    );
+    let out = dir.path().join("run");
+    for file in [
+        "final/config.json",
+        "final/model.safetensors",
+        "final/tokenizer.json",
+        "recipe.resolved.toml",
+        "metrics.jsonl",
+        "checkpoint-3/trainer_state.json",
+        "checkpoint-12/optimizer.safetensors",
+    ] {
+        assert!(out.join(file).exists(), "missing {file}");
+    }
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let train_rows: Vec<_> = rows.iter().filter(|r| r.get("loss").is_some()).collect();
+    assert_eq!(train_rows.len(), 6, "12 steps logged every 2");
+    for (i, row) in train_rows.iter().enumerate() {
+        assert_eq!(row["step"], (i + 1) * 2);
+        for key in [
+            "epoch",
+            "loss",
+            "loss/mse",
+            "learning_rate",
+            "grad_norm",
+            "pairs_per_s",
+        ] {
+            assert!(
+                row.get(key).is_some_and(|v| v.is_number()),
+                "{key} missing in {row}"
+            );
+        }
+        assert_eq!(row["loss"], row["loss/mse"], "one loss: total equals it");
+    }
+    assert_eq!(train_rows[5]["epoch"], 2.0);
+    let eval_row = rows
+        .iter()
+        .find(|r| r.get("eval/agreement/spearman").is_some())
+        .expect("agreement row");
+    assert!(eval_row["eval/agreement/spearman"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+    // The resolved recipe loads again.
+    crossdistill::recipe::load(&out.join("recipe.resolved.toml"), &[]).unwrap();
+    // A second run into the same directory without --resume is refused, data intact.
+    let again = crossdistill(&["train", recipe.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already holds checkpoints") && stderr(&again).contains("--resume"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(out.join("final/model.safetensors").exists());
+}
+
+#[test]
+fn resume_from_a_checkpoint_equals_the_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "epochs = 2\ngradient_accumulation = 2");
+    let full = crossdistill(&["train", recipe.to_str().unwrap()]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let reference = weights(&dir.path().join("run/final"));
+    let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+
+    // Keep only checkpoint-3, as if the run had been killed after it.
+    let run = dir.path().join("run");
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "checkpoint-3" && name != "metrics.jsonl" && path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+    let resumed = crossdistill(&["train", recipe.to_str().unwrap(), "--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let after = weights(&run.join("final"));
+    assert_eq!(reference.len(), after.len());
+    for ((name, a), (_, b)) in reference.iter().zip(&after) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "{name}: resumed weights differ by {diff}");
+    }
+    let resumed_metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()?
+                    .get("loss")
+                    .map(|_| 0)
+            })
+            .collect()
+    };
+    assert_eq!(
+        steps(&metrics).len(),
+        steps(&resumed_metrics).len(),
+        "no duplicated or missing metrics rows"
+    );
+}
+
+/// The tiny BERT with every dropout at 0, so training-mode logits equal predict's.
+fn no_dropout_student() -> (tempfile::TempDir, CrossEncoder) {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(fixture("tiny-bert-ce").join(file), dir.path().join(file)).unwrap();
+    }
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("tiny-bert-ce").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    config["hidden_dropout_prob"] = 0.0.into();
+    config["attention_probs_dropout_prob"] = 0.0.into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let model =
+        CrossEncoder::load(dir.path().to_str().unwrap(), None, &LoadOptions::default()).unwrap();
+    (dir, model)
+}
+
+fn row(texts: &[&str]) -> Row {
+    Row {
+        line: 1,
+        fields: texts.iter().map(|t| Field::Text(t.to_string())).collect(),
+        label: Some(Label::Scalar(0.0)),
+    }
+}
+
+fn loss_value(
+    kind: &str,
+    model: &CrossEncoder,
+    rows: &[Row],
+    labels: &[Vec<f32>],
+) -> crossdistill::error::Result<f64> {
+    let mut loss = LossRegistry::default().build(kind, &toml::Table::new(), 1)?;
+    let input = LossInput {
+        examples: rows,
+        labels: Some(labels),
+        seed: 0,
+    };
+    match loss.compute(model, &input, &mut Dropout::new(0))? {
+        LossValue::Graph(t) => Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?),
+        LossValue::Backpropagated { value, .. } => Ok(value as f64),
+    }
+}
+
+#[test]
+fn mse_and_margin_mse_match_hand_computed_values_for_every_label_layout() {
+    let (_dir, model) = no_dropout_student();
+    let (q, p, n1, n2) = (
+        "what is rust",
+        "rust is a language",
+        "a rusty nail",
+        "the weather today",
+    );
+    let logits = model
+        .predict(&[(q, p), (q, n1), (q, n2)], 8, ScoreActivation::Identity)
+        .unwrap();
+    let (sp, s1, s2) = (logits[0] as f64, logits[1] as f64, logits[2] as f64);
+
+    // MSE, (B,) labels.
+    let rows = vec![row(&[q, p]), row(&[q, n1])];
+    let got = loss_value("mse", &model, &rows, &[vec![0.5], vec![-1.0]]).unwrap();
+    let want = ((sp - 0.5).powi(2) + (s1 + 1.0).powi(2)) / 2.0;
+    assert!((got - want).abs() < 1e-5, "mse {got} vs {want}");
+
+    let tuple = vec![row(&[q, p, n1, n2])];
+    // MarginMSE with (B, N) margins.
+    let got = loss_value("margin_mse", &model, &tuple, &[vec![0.3, 0.7]]).unwrap();
+    let want = ((sp - s1 - 0.3).powi(2) + (sp - s2 - 0.7).powi(2)) / 2.0;
+    assert!((got - want).abs() < 1e-5, "margin (B,N) {got} vs {want}");
+    // (B, N+1) raw teacher scores become margins.
+    let got = loss_value("margin_mse", &model, &tuple, &[vec![2.0, 1.7, 1.3]]).unwrap();
+    assert!((got - want).abs() < 1e-5, "margin (B,N+1) {got} vs {want}");
+    // (B,) labels with one negative.
+    let triplet = vec![row(&[q, p, n1])];
+    let got = loss_value("margin_mse", &model, &triplet, &[vec![0.3]]).unwrap();
+    assert!(
+        (got - (sp - s1 - 0.3).powi(2)).abs() < 1e-5,
+        "margin (B,) {got}"
+    );
+    // MSE is 0 when the labels are the student's own scores.
+    let got = loss_value("mse", &model, &rows, &[vec![sp as f32], vec![s1 as f32]]).unwrap();
+    assert!(got < 1e-10);
+}
+
+#[test]
+fn loss_inputs_are_checked_with_clear_messages() {
+    let (_dir, model) = no_dropout_student();
+    let err = loss_value("mse", &model, &[row(&["a", "b", "c"])], &[vec![1.0]])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mse needs 2 input columns (query and document), but row 1 has 3"),
+        "{err}"
+    );
+    let err = loss_value(
+        "margin_mse",
+        &model,
+        &[row(&["a", "b", "c", "d"])],
+        &[vec![1.0, 2.0, 3.0, 4.0]],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("labels have shape [1, 4] but 2 negative columns need [1, 2] or [1, 3]"),
+        "{err}"
+    );
+    let err = loss_value("margin_mse", &model, &[row(&["a", "b"])], &[vec![1.0]])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 3"), "{err}");
+    let ragged = Row {
+        line: 4,
+        fields: vec![
+            Field::Text("q".into()),
+            Field::List(vec!["a".into(), "b".into()]),
+        ],
+        label: None,
+    };
+    let err = loss_value("list_net", &model, &[ragged], &[vec![1.0]])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("row 4 has 2 documents but 1 labels"), "{err}");
+    let err = LossRegistry::default()
+        .build("mse", &toml::Table::new(), 3)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("num_labels = 1, found 3"), "{err}");
+    let err = LossRegistry::default()
+        .build("nope", &toml::Table::new(), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unknown loss kind `nope`"), "{err}");
+}
+
+#[test]
+fn a_few_steps_lower_the_training_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe_path = write_recipe(dir.path(), "epochs = 6\nwarmup_ratio = 0.0");
+    // The quickstart teacher (a trained model, so its scores vary meaningfully between pairs).
+    let teacher = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/quickstart-teacher");
+    let overrides = [
+        "train.log_every=6".to_string(),
+        "train.save_every=0".to_string(),
+        format!("teacher.model={}", teacher.display()),
+    ];
+    let recipe = crossdistill::recipe::load(&recipe_path, &overrides).unwrap();
+    let plan = Plan::build(recipe, &LossRegistry::default()).unwrap();
+    let report = train(plan, false, &mut Silent).unwrap();
+    assert_eq!(report.steps, 36);
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let losses: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.get("loss").and_then(|v| v.as_f64()))
+        .collect();
+    assert!(losses.last().unwrap() < &losses[0], "loss went {losses:?}");
+    let (before, after) = (
+        report.agreement_before.unwrap(),
+        report.agreement_after.unwrap(),
+    );
+    assert!(after > before, "agreement {before} -> {after}");
+}
