@@ -3,4 +3,5 @@
 mod common;
 mod model_parity;
 mod model_training;
+mod onnx_teacher;
 mod predict_cli;
