@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 fn read_pairs(path: &str) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
     text.lines()
-        .filter(|l| !l.trim().is_empty())
         .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
             let row: Value = serde_json::from_str(line)?;
             match (row["query"].as_str(), row["passage"].as_str()) {

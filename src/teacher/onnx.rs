@@ -534,8 +534,9 @@ impl std::fmt::Debug for OnnxTeacher {
 }
 
 impl OnnxTeacher {
-    /// Load `onnx_file` (relative to the model) of `model`, a local directory or a hub id whose
-    /// config.json and tokenizer.json sit beside the ONNX file.
+    /// Load `onnx_file` of `model`, a local directory or a hub id, with config.json and
+    /// tokenizer.json from the same place. `onnx_file` is relative to the model (`model.onnx`,
+    /// `onnx/model.onnx`); an absolute path is used as it is.
     ///
     /// - `max_length`: truncation length, special tokens included; default min(tokenizer_config
     ///   `model_max_length`, the position table of config.json).
