@@ -11,6 +11,7 @@ use super::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic_with;
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
+use crate::teacher::OnnxTeacher;
 
 /// Which activation to apply to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,6 +40,8 @@ impl ActivationArg {
 pub enum Backend {
     /// crossdistill's own candle encoder (model.safetensors).
     Candle,
+    /// ONNX Runtime on the CPU (the `--onnx-file` export; needs onnxruntime 1.31+).
+    Onnx,
 }
 
 /// Arguments of `predict`.
@@ -59,6 +62,9 @@ pub struct PredictArgs {
     /// Inference engine.
     #[arg(long, value_enum, default_value = "candle")]
     pub backend: Backend,
+    /// The ONNX file, relative to the model directory (`--backend onnx`).
+    #[arg(long, default_value = "model.onnx")]
+    pub onnx_file: String,
     /// Pairs per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -191,8 +197,16 @@ pub fn score_rows(
         .map(|r| (r.pair.0.as_str(), r.pair.1.as_str()))
         .collect();
     let logits = model.predict_logits(&pairs, batch_size, on_batch)?;
-    Ok(rows
-        .into_iter()
+    Ok(attach_scores(rows, logits, activation))
+}
+
+/// `rows` with `score` added from their `logits` (one number, or a list for several labels).
+fn attach_scores(
+    rows: Vec<PairRow>,
+    logits: Vec<Vec<f32>>,
+    activation: ScoreActivation,
+) -> Vec<Value> {
+    rows.into_iter()
         .zip(logits)
         .map(|(row, logits)| {
             let mut object = row.object;
@@ -209,24 +223,58 @@ pub fn score_rows(
             object.insert("score".into(), score);
             Value::Object(object)
         })
-        .collect())
+        .collect()
+}
+
+/// Score the input rows with ONNX Runtime (`--backend onnx`).
+fn score_rows_onnx(args: &PredictArgs) -> Result<Vec<Value>> {
+    if args.device != "cpu" {
+        return Err(Error::invalid(format!(
+            "--backend onnx runs on the CPU, found --device {}",
+            args.device
+        ))
+        .with_hint("drop --device, or use --backend candle for CUDA"));
+    }
+    let mut teacher = OnnxTeacher::new(
+        &args.model,
+        &args.onnx_file,
+        args.max_length,
+        args.batch_size,
+        None,
+        None,
+    )?;
+    let rows = read_pair_rows(&args.input)?;
+    let activation = args.activation.resolve(teacher.default_activation());
+    let pairs: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.pair.0.as_str(), r.pair.1.as_str()))
+        .collect();
+    let bar = progress::bar(rows.len() as u64, "pairs");
+    let logits = teacher.predict_logits(&pairs, &mut |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    Ok(attach_scores(rows, logits, activation))
 }
 
 pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
-    let Backend::Candle = args.backend;
-    let options = LoadOptions {
-        device: parse_device(&args.device)?,
-        max_length: args.max_length,
-        ..LoadOptions::default()
+    let scored = match args.backend {
+        Backend::Candle => {
+            let options = LoadOptions {
+                device: parse_device(&args.device)?,
+                max_length: args.max_length,
+                ..LoadOptions::default()
+            };
+            let model = CrossEncoder::load(&args.model, None, &options)?;
+            let rows = read_pair_rows(&args.input)?;
+            let activation = args.activation.resolve(model.default_activation());
+            let bar = progress::bar(rows.len() as u64, "pairs");
+            let scored = score_rows(&model, rows, args.batch_size, activation, &mut |n| {
+                bar.inc(n as u64)
+            })?;
+            bar.finish_and_clear();
+            scored
+        }
+        Backend::Onnx => score_rows_onnx(&args)?,
     };
-    let model = CrossEncoder::load(&args.model, None, &options)?;
-    let rows = read_pair_rows(&args.input)?;
-    let activation = args.activation.resolve(model.default_activation());
-    let bar = progress::bar(rows.len() as u64, "pairs");
-    let scored = score_rows(&model, rows, args.batch_size, activation, &mut |n| {
-        bar.inc(n as u64)
-    })?;
-    bar.finish_and_clear();
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
         for row in &scored {
             serde_json::to_writer(&mut *out, row)?;

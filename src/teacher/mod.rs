@@ -2,14 +2,19 @@
 //!
 //! A [`Teacher`] scores (query, passage) pairs. It is owned by the producer thread (hence
 //! `&mut self` and `Send`, no mutex). [`CandleTeacher`] runs a cross-encoder with crossdistill's
-//! own encoder; [`Ensemble`] averages several teachers. The ONNX teacher plugs in through the
-//! same trait.
+//! own encoder; [`OnnxTeacher`] runs a cross-encoder exported to ONNX with ONNX Runtime;
+//! [`Ensemble`] averages several teachers.
 
 mod candle;
 mod ensemble;
+mod onnx;
 
-pub use self::candle::CandleTeacher;
+pub use self::candle::{file_hash, CandleTeacher};
 pub use ensemble::Ensemble;
+pub use onnx::{
+    check_signature, find_onnxruntime, init_onnxruntime, OnnxPort, OnnxSignature, OnnxTeacher,
+    ONNXRUNTIME_MIN_VERSION, ONNXRUNTIME_PIP_VERSION, ORT_DYLIB_PATH,
+};
 
 use crate::error::Result;
 

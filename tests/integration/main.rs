@@ -3,6 +3,7 @@
 mod common;
 mod model_parity;
 mod model_training;
+mod onnx_teacher;
 mod pipeline;
 mod predict_cli;
 mod training;
