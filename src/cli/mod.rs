@@ -1,6 +1,7 @@
 //! The `crossdistill` command line: argument parsing and the commands. `main.rs` only calls
 //! [`run`] and maps the outcome to an exit code.
 
+mod eval;
 mod predict;
 mod progress;
 mod rank;
@@ -32,6 +33,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Rank documents for one query.
     Rank(rank::RankArgs),
+    /// Evaluate a model: reranking, correlation, classification, teacher agreement, BEIR.
+    Eval(eval::EvalArgs),
 }
 
 /// Parse `std::env::args` and run the command.
@@ -41,6 +44,7 @@ pub fn run() -> Result<Outcome> {
     match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Rank(args) => rank::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

@@ -70,6 +70,19 @@ impl AgreementEvaluator {
             )));
         }
         check_batch_size(batch_size)?;
+        if per_query {
+            let mut seen = std::collections::HashSet::new();
+            if pairs.iter().all(|(query, _)| seen.insert(query.as_str())) {
+                return Err(Error::invalid(format!(
+                    "agreement evaluator {name:?}: every query has one document, so per-query \
+                     rank correlations are undefined"
+                ))
+                .with_hint(
+                    "give several documents per query, or compare over all pairs (recipe: \
+                     per_query = false; eval command: --agreement-flat)",
+                ));
+            }
+        }
         Ok(AgreementEvaluator {
             name,
             pairs,
@@ -245,6 +258,31 @@ mod tests {
         fn describe(&self) -> String {
             "fixed scores".into()
         }
+    }
+
+    #[test]
+    fn per_query_needs_a_query_with_several_documents() {
+        let err = AgreementEvaluator::new(
+            "agree",
+            pairs(&[("a", "1"), ("b", "1")]),
+            vec![1.0, 2.0],
+            true,
+            32,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("every query has one document") && err.contains("per_query = false"),
+            "{err}"
+        );
+        assert!(AgreementEvaluator::new(
+            "agree",
+            pairs(&[("a", "1"), ("b", "1")]),
+            vec![1.0, 2.0],
+            false,
+            32
+        )
+        .is_ok());
     }
 
     #[test]
