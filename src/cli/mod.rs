@@ -34,7 +34,7 @@ enum Command {
     /// Rank documents for one query.
     Rank(rank::RankArgs),
     /// Evaluate a model: reranking, correlation, classification, teacher agreement, BEIR.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
 }
 
 /// Parse `std::env::args` and run the command.
@@ -44,7 +44,7 @@ pub fn run() -> Result<Outcome> {
     match cli.command {
         Command::Predict(args) => predict::run(args),
         Command::Rank(args) => rank::run(args),
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => eval::run(*args),
     }
 }
 
