@@ -347,16 +347,14 @@ impl Params {
                     report.initialized.push(spec.name.clone());
                     init_tensor(spec, config, &mut rng)?
                 }
-                None => {
-                    return Err(Error::model(
-                        model_name,
-                        format!("model.safetensors has no tensor `{}`", spec.name),
-                    )
-                    .with_hint(format!(
+                None => return Err(Error::model(
+                    model_name,
+                    format!("model.safetensors has no tensor `{}`", spec.name),
+                )
+                .with_hint(format!(
                     "is this a {} checkpoint with {} layers? (config.json and weights must match)",
                     config.model_type, config.num_hidden_layers
-                )))
-                }
+                ))),
             };
             vars.push(Var::from_tensor(&tensor.to_device(device)?)?);
         }

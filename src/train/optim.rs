@@ -165,9 +165,7 @@ impl AdamW {
     /// The first and second moments of every parameter, in parameter order (for checkpoints;
     /// the step count is [`AdamW::steps`]).
     pub fn moments(&self) -> impl Iterator<Item = (&[f32], &[f32])> {
-        self.moments
-            .iter()
-            .map(|m| (m.m.as_slice(), m.v.as_slice()))
+        self.moments.iter().map(|m| (m.m.as_slice(), m.v.as_slice()))
     }
 
     /// Restore a state saved by [`AdamW::state`].
