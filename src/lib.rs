@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod card;
 pub mod cli;
 pub mod data;
 pub mod error;

@@ -1,6 +1,7 @@
 //! The `crossdistill` command line: argument parsing and the commands. `main.rs` only calls
 //! [`run`] and maps the outcome to an exit code.
 
+mod eval;
 mod predict;
 mod progress;
 mod rank;
@@ -38,6 +39,8 @@ enum Command {
     /// Recipe tools.
     #[command(subcommand)]
     Recipe(train::RecipeCommand),
+    /// Evaluate a model: reranking, correlation, classification, teacher agreement, BEIR.
+    Eval(Box<eval::EvalArgs>),
 }
 
 /// Parse `std::env::args` and run the command.
@@ -49,6 +52,7 @@ pub fn run() -> Result<Outcome> {
         Command::Rank(args) => rank::run(args),
         Command::Train(args) => train::run(args),
         Command::Recipe(command) => train::run_recipe(command),
+        Command::Eval(args) => eval::run(*args),
     }
 }
 

@@ -13,6 +13,16 @@
 //! * [`beir`]: BEIR folders, TREC runs, and reranking samples from a first stage.
 //! * [`bm25`]: an Okapi BM25 first stage.
 //!
+//! The evaluators score a [`CrossEncoder`](crate::model::CrossEncoder) through the
+//! [`Evaluator`] trait, and [`write_csv`] logs their results as sentence-transformers does:
+//!
+//! * [`RerankingEvaluator`]: JSONL reranking samples, or a BEIR folder with BM25 or a TREC run
+//!   as the first stage ([`RerankingEvaluator::from_beir`]).
+//! * [`CorrelationEvaluator`], [`ClassificationEvaluator`]: JSONL labelled pairs
+//!   ([`read_labelled_pairs`]).
+//! * [`AgreementEvaluator`]: student against teacher scores.
+//! * [`from_section`]: the evaluator a recipe's `[[eval]]` section describes.
+//!
 //! ```
 //! use crossdistill::eval::{Candidates, RerankingMetrics, RerankingSample};
 //!
@@ -30,13 +40,21 @@
 //! ```
 
 pub mod agreement;
+mod agreement_evaluator;
 pub mod beir;
 pub mod bm25;
 pub mod classification;
+mod classification_evaluator;
 pub mod correlation;
+mod correlation_evaluator;
+mod eval_data;
+mod evaluator;
+mod from_recipe;
 pub mod metrics;
+mod reranking_evaluator;
 
 pub use agreement::{agreement, kendall_tau_b, mean_query_agreement};
+pub use agreement_evaluator::{AgreementEvaluator, TEACHER_SCORE_CANDIDATES};
 pub use beir::{
     qrels_path, read_corpus, read_qrels, read_queries, reranking_samples, splits, BeirDataset,
     BeirDocument, BeirQuery, BeirSamples, FirstStage, Judgment, QrelsLine, RunEntry, SampleOptions,
@@ -47,8 +65,17 @@ pub use classification::{
     argmax_rows, find_best_acc_and_threshold, find_best_f1_and_threshold, BestF1,
     BinaryClassificationMetrics, MulticlassMetrics,
 };
+pub use classification_evaluator::ClassificationEvaluator;
 pub use correlation::{average_ranks, correlation_metrics, pearson, spearman};
+pub use correlation_evaluator::CorrelationEvaluator;
+pub use eval_data::{
+    read_jsonl_objects, read_labelled_pairs, read_reranking_samples, LabelColumn, LabelledPairs,
+    LABEL_CANDIDATES, PAIR_COLUMN_CANDIDATES,
+};
+pub use evaluator::{csv_path, write_csv, Evaluator};
+pub use from_recipe::{from_section, EVAL_PARAMS};
 pub use metrics::{
     average_precision, descending_order, mrr_at_k, ndcg_at_k, Candidates, QueryMetrics,
     RerankingMetrics, RerankingQuery, RerankingSample,
 };
+pub use reranking_evaluator::{BeirFirstStage, BeirOptions, RerankingEvaluator, RerankingOptions};

@@ -27,8 +27,15 @@ pub const LOSS_KINDS: &[&str] = &[
 
 /// `kind` values of `[[eval]]`: the sentence-transformers CrossEncoder evaluators
 /// (`CrossEncoderRerankingEvaluator`, `...NanoBEIREvaluator`, `...ClassificationEvaluator`,
-/// `...CorrelationEvaluator`).
-pub const EVAL_KINDS: &[&str] = &["reranking", "nano_beir", "classification", "correlation"];
+/// `...CorrelationEvaluator`), student–teacher agreement, and reranking over a local BEIR folder.
+pub const EVAL_KINDS: &[&str] = &[
+    "reranking",
+    "nano_beir",
+    "classification",
+    "correlation",
+    "agreement",
+    "beir",
+];
 
 /// `format` values of `[data.*]`; without `format` the file extension decides.
 pub const DATA_FORMATS: &[&str] = &["jsonl", "csv", "tsv", "parquet"];

@@ -1,6 +1,8 @@
 //! crossdistill's integration tests: one binary, so candle and the tokenizer link once.
 
+mod card;
 mod common;
+mod eval_cli;
 mod model_parity;
 mod model_training;
 mod onnx_teacher;
