@@ -21,7 +21,7 @@
 //! * [`CorrelationEvaluator`], [`ClassificationEvaluator`]: JSONL labelled pairs
 //!   ([`read_labelled_pairs`]).
 //! * [`AgreementEvaluator`]: student against teacher scores.
-//! * [`from_section`]: the evaluator a recipe's `[[eval]]` section describes.
+//! * `crate::train::evals::from_section` builds the evaluator a recipe's `[[eval]]` section describes.
 //!
 //! ```
 //! use crossdistill::eval::{Candidates, RerankingMetrics, RerankingSample};
@@ -49,7 +49,6 @@ pub mod correlation;
 mod correlation_evaluator;
 mod eval_data;
 mod evaluator;
-mod from_recipe;
 pub mod metrics;
 mod reranking_evaluator;
 
@@ -73,7 +72,6 @@ pub use eval_data::{
     LABEL_CANDIDATES, PAIR_COLUMN_CANDIDATES,
 };
 pub use evaluator::{csv_path, write_csv, Evaluator};
-pub use from_recipe::{from_section, EVAL_PARAMS};
 pub use metrics::{
     average_precision, descending_order, mrr_at_k, ndcg_at_k, Candidates, QueryMetrics,
     RerankingMetrics, RerankingQuery, RerankingSample,

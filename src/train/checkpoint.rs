@@ -31,6 +31,10 @@ pub struct TrainerState {
     pub agreement_before: Option<f64>,
     /// Held-out agreement after training.
     pub agreement_after: Option<f64>,
+    /// The best value of `metric_for_best_model` so far.
+    pub best_metric: Option<f64>,
+    /// The step it was reached at.
+    pub best_step: Option<usize>,
 }
 
 const STATE_FILE: &str = "trainer_state.json";

@@ -2,6 +2,8 @@
 //! training loop.
 
 pub mod checkpoint;
+pub mod evals;
+mod finish;
 pub mod optim;
 pub mod plan;
 pub mod schedule;

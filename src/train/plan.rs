@@ -6,10 +6,11 @@ use candle_core::Device;
 
 use crate::data::{count_rows, DataSource, Format};
 use crate::error::{Error, Result};
+use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
 use crate::recipe::{Activation, DataSection, LabelSource, Recipe, Scheduler, TeacherKind};
-use crate::teacher::{CandleTeacher, Ensemble, Teacher};
+use crate::teacher::{CandleTeacher, Ensemble, OnnxTeacher, Teacher};
 
 use super::schedule::{Schedule, ScheduleKind};
 
@@ -52,6 +53,8 @@ pub struct Plan {
     pub epochs: usize,
     /// The learning-rate schedule.
     pub schedule: Schedule,
+    /// The `[[eval]]` evaluators.
+    pub evaluators: Vec<Box<dyn Evaluator>>,
     /// The run directory.
     pub output_dir: PathBuf,
 }
@@ -102,10 +105,19 @@ pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn 
                 )?));
             }
             TeacherKind::Onnx => {
-                return Err(
-                    Error::invalid("teacher kind `onnx` is not available in this build")
-                        .with_hint("use kind = \"candle\" with the model's safetensors"),
-                );
+                let model = section
+                    .model
+                    .local_path()
+                    .map_or_else(|| section.model.spec.clone(), |p| p.display().to_string());
+                let onnx_file = section.onnx_file.as_deref().unwrap_or("model.onnx");
+                members.push(Box::new(OnnxTeacher::new(
+                    &model,
+                    onnx_file,
+                    section.max_length,
+                    section.batch_size,
+                    Some(activation(section.activation)),
+                    None,
+                )?));
             }
         }
     }
@@ -201,6 +213,14 @@ impl Plan {
             train.warmup_steps,
         );
         let output_dir = recipe.run.output_dir.clone();
+        let mut evaluators = Vec::new();
+        for section in &recipe.evals {
+            evaluators.push(super::evals::from_section(
+                section,
+                &recipe.source.path,
+                recipe.student.num_labels,
+            )?);
+        }
         Ok(Self {
             recipe,
             device,
@@ -215,6 +235,7 @@ impl Plan {
             total_steps,
             epochs,
             schedule,
+            evaluators,
             output_dir,
         })
     }

@@ -238,6 +238,13 @@ pub fn train(
             progress.logged(&row);
             window = LogWindow::default();
         }
+        if train.eval_every > 0
+            && state.step % train.eval_every == 0
+            && !last
+            && !plan.evaluators.is_empty()
+        {
+            run_evaluation(&plan, &mut state, &output_dir, &metrics_path, progress)?;
+        }
         if train.save_every > 0 && state.step % train.save_every == 0 && !last {
             state.window = window.clone();
             let dir = checkpoint::save(
@@ -252,8 +259,13 @@ pub fn train(
     }
     drop(producer);
 
-    // The final checkpoint (resumable) and the final model.
+    // Final evaluation, the final checkpoint (resumable) and the final model.
     state.window = window;
+    let final_results = if plan.evaluators.is_empty() {
+        Vec::new()
+    } else {
+        run_evaluation(&plan, &mut state, &output_dir, &metrics_path, progress)?
+    };
     let agreement_after = match &held_out {
         Some(h) => Some(h.agreement(&plan.student)?),
         None => None,
@@ -272,8 +284,21 @@ pub fn train(
         progress.logged(&row);
     }
     let final_dir = output_dir.join("final");
+    let best_dir = output_dir.join("best");
+    if train.load_best_model_at_end && best_dir.join("model.safetensors").is_file() {
+        let best = candle_core::safetensors::load(
+            best_dir.join("model.safetensors"),
+            &candle_core::Device::Cpu,
+        )?;
+        plan.student.params().assign(&best)?;
+        progress.message(&format!(
+            "loaded the best model (step {})",
+            state.best_step.unwrap_or(0)
+        ));
+    }
     plan.student
         .save(&final_dir, plan.student.default_activation())?;
+    super::finish::write_card(&plan, &state, &final_results)?;
     let eval_pairs = held_out.as_mut().map_or(0, |h| h.pairs.len());
     Ok(TrainReport {
         steps: state.step,
@@ -282,6 +307,42 @@ pub fn train(
         agreement_after,
         eval_pairs,
     })
+}
+
+/// Evaluate, log `eval/...` metrics, and keep the best model when asked to.
+fn run_evaluation(
+    plan: &Plan,
+    state: &mut TrainerState,
+    output_dir: &Path,
+    metrics_path: &Path,
+    progress: &mut dyn TrainProgress,
+) -> Result<Vec<crate::card::EvalResult>> {
+    let (flat, results) = super::finish::evaluate(plan, state.step, output_dir)?;
+    let mut row = serde_json::Map::new();
+    row.insert("step".into(), json!(state.step));
+    for (key, value) in &flat {
+        row.insert(key.clone(), json!(value));
+    }
+    let row = Value::Object(row);
+    append_metrics(metrics_path, &row)?;
+    progress.logged(&row);
+    if let Some(wanted) = &plan.recipe.train.metric_for_best_model {
+        let key = super::finish::best_metric_key(wanted, &flat)?;
+        let value = flat[&key];
+        if super::finish::is_better(&key, value, state.best_metric) {
+            state.best_metric = Some(value);
+            state.best_step = Some(state.step);
+            if plan.recipe.train.load_best_model_at_end {
+                plan.student
+                    .save(&output_dir.join("best"), plan.student.default_activation())?;
+            }
+            progress.message(&format!(
+                "new best {key} = {value:.4} at step {}",
+                state.step
+            ));
+        }
+    }
+    Ok(results)
 }
 
 fn batch_pairs(batch: &Batch) -> usize {

@@ -18,17 +18,15 @@
 
 use std::path::{Path, PathBuf};
 
-use super::agreement_evaluator::AgreementEvaluator;
-use super::beir::SampleOptions;
-use super::bm25::Bm25Config;
-use super::classification_evaluator::ClassificationEvaluator;
-use super::correlation_evaluator::CorrelationEvaluator;
-use super::eval_data::read_labelled_pairs;
-use super::evaluator::Evaluator;
-use super::reranking_evaluator::{
-    BeirFirstStage, BeirOptions, RerankingEvaluator, RerankingOptions,
-};
 use crate::error::{Error, Result};
+use crate::eval::read_labelled_pairs;
+use crate::eval::AgreementEvaluator;
+use crate::eval::Bm25Config;
+use crate::eval::ClassificationEvaluator;
+use crate::eval::CorrelationEvaluator;
+use crate::eval::Evaluator;
+use crate::eval::SampleOptions;
+use crate::eval::{BeirFirstStage, BeirOptions, RerankingEvaluator, RerankingOptions};
 use crate::model::{CrossEncoder, LoadOptions};
 use crate::recipe::EvalSection;
 use crate::teacher::CandleTeacher;
@@ -333,7 +331,7 @@ impl Params<'_> {
                 let model = CrossEncoder::load(&teacher, Some(base), &LoadOptions::default())?;
                 let activation = model.default_activation();
                 let mut teacher = CandleTeacher::new(model, batch_size, activation)?;
-                let data = read_labelled_pairs(&path, columns, super::LabelColumn::Absent)?;
+                let data = read_labelled_pairs(&path, columns, crate::eval::LabelColumn::Absent)?;
                 Ok(Box::new(AgreementEvaluator::from_teacher(
                     name,
                     data.pairs,

@@ -1,0 +1,152 @@
+//! Evaluation during training, the best-model policy, and the model card of a finished run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::checkpoint::TrainerState;
+use super::plan::Plan;
+use crate::card::{
+    plot_metrics, render, CardInput, DatasetInfo, DatasetRole, EvalResult, LossInfo, TeacherInfo,
+};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+
+/// Run every evaluator; returns `eval/<name>/<metric>` values and the per-evaluator results.
+pub fn evaluate(
+    plan: &Plan,
+    step: usize,
+    output_dir: &Path,
+) -> Result<(BTreeMap<String, f64>, Vec<EvalResult>)> {
+    let mut flat = BTreeMap::new();
+    let mut results = Vec::new();
+    for evaluator in &plan.evaluators {
+        let metrics = evaluator.evaluate(&plan.student)?;
+        crate::eval::write_csv(
+            &output_dir.join("eval"),
+            evaluator.name(),
+            step as u64,
+            &metrics,
+        )?;
+        for (metric, value) in &metrics {
+            flat.insert(format!("eval/{}/{metric}", evaluator.name()), *value);
+        }
+        results.push(EvalResult {
+            name: evaluator.name().to_string(),
+            description: evaluator.description().to_string(),
+            primary_metric: Some(evaluator.primary_metric().to_string()),
+            config: evaluator.config(),
+            metrics,
+        });
+    }
+    Ok((flat, results))
+}
+
+/// The full `eval/<name>/<metric>` key that `metric_for_best_model` names: accepted as written,
+/// without the `eval/` prefix, or as a bare metric when only one evaluator reports it.
+pub fn best_metric_key(wanted: &str, available: &BTreeMap<String, f64>) -> Result<String> {
+    for candidate in [wanted.to_string(), format!("eval/{wanted}")] {
+        if available.contains_key(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    let matches: Vec<&String> = available
+        .keys()
+        .filter(|k| k.ends_with(&format!("/{wanted}")))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Err(Error::invalid(format!(
+            "train.metric_for_best_model = {wanted:?} matches {} of the evaluation metrics; expected exactly one of {}",
+            matches.len(),
+            available.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .with_hint("write it as \"<eval name>/<metric>\", e.g. \"dev/ndcg@10\"")),
+    }
+}
+
+/// Whether `value` beats `best` for metric `key` (losses are minimised, everything else maximised).
+pub fn is_better(key: &str, value: f64, best: Option<f64>) -> bool {
+    match best {
+        None => value.is_finite(),
+        Some(best) if key.contains("loss") => value < best,
+        Some(best) => value > best,
+    }
+}
+
+/// Write `final/README.md` (the model card) and the metrics plot (in `final/` and the run dir).
+pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult]) -> Result<()> {
+    let output_dir = &plan.output_dir;
+    let final_dir = output_dir.join("final");
+    let rows: Vec<Value> = std::fs::read_to_string(output_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    plot_metrics(&rows, &output_dir.join("training_metrics.png"))?;
+    plot_metrics(&rows, &final_dir.join("training_metrics.png"))?;
+    let resolved: toml::Table = plan
+        .recipe
+        .to_resolved_toml()
+        .parse()
+        .map_err(|e| Error::invalid(format!("resolved recipe does not parse: {e}")))?;
+    let hyperparameters = resolved
+        .get("train")
+        .and_then(|t| t.as_table())
+        .cloned()
+        .unwrap_or_default();
+    let columns =
+        |section: &crate::recipe::DataSection| section.columns.clone().unwrap_or_default();
+    let mut datasets = vec![DatasetInfo {
+        role: DatasetRole::Training,
+        name: plan.recipe.data.train.resolved(),
+        hub_id: None,
+        rows: plan.rows_per_epoch,
+        columns: columns(&plan.recipe.data.train),
+    }];
+    if let (Some(section), Some(source)) = (&plan.recipe.data.eval, &plan.eval_source) {
+        datasets.push(DatasetInfo {
+            role: DatasetRole::Evaluation,
+            name: section.resolved(),
+            hub_id: None,
+            rows: crate::data::count_rows(source)?,
+            columns: columns(section),
+        });
+    }
+    let input = CardInput {
+        model_name: format!(
+            "{} distilled with crossdistill",
+            plan.recipe.student.model.spec
+        ),
+        base_model: plan.recipe.student.model.spec.clone(),
+        num_labels: plan.student.num_labels(),
+        max_length: plan.student.tokenizer().max_length(),
+        teachers: plan
+            .teacher_info
+            .iter()
+            .map(|(description, fingerprint)| TeacherInfo {
+                description: description.clone(),
+                fingerprint: fingerprint.clone(),
+            })
+            .collect(),
+        datasets,
+        losses: plan
+            .losses
+            .iter()
+            .map(|l| LossInfo {
+                kind: l.loss.kind().to_string(),
+                weight: l.weight,
+                params: l.loss.config_dict(),
+                citation: l.loss.citation().map(str::to_string),
+            })
+            .collect(),
+        hyperparameters,
+        metrics_rows: rows,
+        eval_results: final_results.to_vec(),
+        best_step: state.best_step.map(|s| s as u64),
+        plot: Some("training_metrics.png".into()),
+        ..CardInput::default()
+    };
+    write_atomic(&final_dir.join("README.md"), render(&input).as_bytes())
+}
