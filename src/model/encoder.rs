@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use super::config::{Architecture, EncoderConfig, HiddenAct};
-use super::ops::{layer_norm, linear, masked_softmax, Dropout};
+use super::ops::{bias_gelu, layer_norm, linear, masked_softmax, Dropout};
 use super::weights::Params;
 use crate::error::Result;
 use crate::tokenize::PaddedBatch;
@@ -219,11 +219,16 @@ impl Encoder {
                 &layer.attn_norm.1,
                 config.layer_norm_eps,
             )?;
-            let inter = linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?;
             let inter = match config.hidden_act {
-                HiddenAct::GeluErf => inter.gelu_erf()?,
-                HiddenAct::GeluTanh => inter.gelu()?,
-                HiddenAct::Relu => inter.relu()?,
+                HiddenAct::GeluErf => {
+                    bias_gelu(&linear(&xs_attn, &layer.inter.0, None)?, &layer.inter.1)?
+                }
+                HiddenAct::GeluTanh => {
+                    linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?.gelu()?
+                }
+                HiddenAct::Relu => {
+                    linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?.relu()?
+                }
             };
             let out = linear(&inter, &layer.out.0, Some(&layer.out.1))?;
             let out = mode.dropout(&out, config.hidden_dropout_prob)?;

@@ -320,6 +320,116 @@ pub fn masked_softmax_composed(scores: &Tensor, key_mask: &Tensor) -> CResult<Te
 }
 
 // ---------------------------------------------------------------------------------------------
+// Bias + exact GELU
+
+struct BiasGeluOp;
+
+#[inline]
+fn gelu_erf(z: f32) -> f32 {
+    0.5 * z * (1.0 + candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// d/dz of the exact GELU: `Φ(z) + z φ(z)`.
+#[inline]
+fn gelu_erf_grad(z: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + z * INV_SQRT_2PI * (-0.5 * z * z).exp()
+}
+
+impl CustomOp2 for BiasGeluOp {
+    fn name(&self) -> &'static str {
+        "crossdistill-bias-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let xs = f32_slice(s1, l1, self.name())?;
+        let bias = f32_slice(s2, l2, self.name())?;
+        let width = bias.len();
+        if width == 0 || xs.len() % width != 0 {
+            bail!(
+                "bias_gelu: input {:?} does not match bias [{width}]",
+                l1.shape()
+            );
+        }
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(width * PAR_ROWS)
+            .zip(xs.par_chunks(width * PAR_ROWS))
+            .for_each(|(out_rows, x_rows)| {
+                for (out_row, x_row) in out_rows.chunks_mut(width).zip(x_rows.chunks(width)) {
+                    for j in 0..width {
+                        out_row[j] = gelu_erf(x_row[j] + bias[j]);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        let width = bias.elem_count();
+        let (dx, dbias) = with_cpu_f32(xs, self.name(), |x| {
+            with_cpu_f32(bias, self.name(), |b| {
+                with_cpu_f32(grad, self.name(), |g| {
+                    let mut dx = vec![0f32; x.len()];
+                    let partials: Vec<Vec<f32>> = dx
+                        .par_chunks_mut(width * PAR_ROWS)
+                        .zip(x.par_chunks(width * PAR_ROWS))
+                        .zip(g.par_chunks(width * PAR_ROWS))
+                        .map(|((dx_rows, x_rows), g_rows)| {
+                            let mut dbias = vec![0f32; width];
+                            for ((dx_row, x_row), g_row) in dx_rows
+                                .chunks_mut(width)
+                                .zip(x_rows.chunks(width))
+                                .zip(g_rows.chunks(width))
+                            {
+                                for j in 0..width {
+                                    let d = g_row[j] * gelu_erf_grad(x_row[j] + b[j]);
+                                    dx_row[j] = d;
+                                    dbias[j] += d;
+                                }
+                            }
+                            dbias
+                        })
+                        .collect();
+                    let mut dbias = vec![0f32; width];
+                    for partial in partials {
+                        for j in 0..width {
+                            dbias[j] += partial[j];
+                        }
+                    }
+                    (dx, dbias)
+                })
+            })
+        })???;
+        Ok((
+            Some(Tensor::from_vec(dx, xs.shape(), xs.device())?),
+            Some(Tensor::from_vec(dbias, bias.shape(), bias.device())?),
+        ))
+    }
+}
+
+/// `gelu(xs + bias)` with the exact (erf) GELU, `bias` broadcast over the last dimension.
+pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> CResult<Tensor> {
+    if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+        let xs = xs.contiguous()?;
+        return xs.apply_op2(bias, BiasGeluOp);
+    }
+    xs.broadcast_add(bias)?.gelu_erf()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Linear and dropout
 
 /// `xs Wᵀ + b` for `xs` of shape `(..., in)` and `W` of shape `(out, in)`.
@@ -538,6 +648,28 @@ mod tests {
             &|s| masked_softmax(s, &mask),
             2e-2,
         );
+    }
+
+    #[test]
+    fn bias_gelu_matches_candle_and_finite_differences() {
+        let dev = Device::Cpu;
+        let xs = Tensor::from_vec(sample(3 * 5, 21), (3, 5), &dev).unwrap();
+        let bias = Tensor::from_vec(sample(5, 22), 5, &dev).unwrap();
+        let fused = bias_gelu(&xs, &bias).unwrap();
+        let reference = xs.broadcast_add(&bias).unwrap().gelu_erf().unwrap();
+        let diff = (fused - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "max diff {diff}");
+        let bias_values = sample(5, 22);
+        let x_values = sample(3 * 5, 21);
+        check_grad(&x_values, &[3, 5], &|x| bias_gelu(x, &bias), 2e-2);
+        check_grad(&bias_values, &[5], &|b| bias_gelu(&xs, b), 2e-2);
     }
 
     #[test]
