@@ -65,8 +65,9 @@ pub use multiple_negatives_ranking::{
 };
 use objective::register_builtin;
 pub use objective::{
-    require_columns, require_labels, scalar_labels, student_logits, text_column, ListwiseLoss,
-    Loss, LossFactory, LossInput, LossRegistry, LossValue, MarginMseLoss, PointwiseLoss,
+    require_columns, require_labels, scalar_labels, student_logits, text_column,
+    CachedMultipleNegativesRankingLoss, ListwiseLoss, Loss, LossFactory, LossInput, LossRegistry,
+    LossValue, MarginMseLoss, MultipleNegativesRankingLoss, PointwiseLoss,
 };
 pub use p_list_mle::{p_list_mle, PListMleConfig, PListMleLambdaWeight};
 pub use rank_net::{rank_net, RankNetConfig};

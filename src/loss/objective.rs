@@ -438,6 +438,18 @@ pub(super) fn register_builtin(registry: &mut LossRegistry) {
             config: MarginMseConfig::from_params(params)?,
         }))
     });
+    registry.register("multiple_negatives_ranking", |params, num_labels| {
+        num_labels_one("multiple_negatives_ranking", num_labels)?;
+        Ok(Box::new(MultipleNegativesRankingLoss {
+            config: MultipleNegativesRankingConfig::from_params(params)?,
+        }))
+    });
+    registry.register("cached_multiple_negatives_ranking", |params, num_labels| {
+        num_labels_one("cached_multiple_negatives_ranking", num_labels)?;
+        Ok(Box::new(CachedMultipleNegativesRankingLoss {
+            config: CachedMultipleNegativesRankingConfig::from_params(params)?,
+        }))
+    });
     listwise!(
         registry,
         "lambda",
@@ -480,4 +492,170 @@ pub(super) fn register_builtin(registry: &mut LossRegistry) {
         adr_mse,
         adr_mse::CITATION
     );
+}
+
+/// The texts of an MNRL batch: anchors and candidate columns (positive, hard negatives).
+fn mnrl_texts<'a>(examples: &'a [Row], kind: &str) -> Result<(Vec<&'a str>, Vec<Vec<&'a str>>)> {
+    let columns = examples.first().map_or(0, |r| r.fields.len());
+    if columns < 2 {
+        return Err(Error::invalid(format!(
+            "{kind} needs (anchor, positive, optional hard negatives...) columns, at least 2, but the rows have {columns}"
+        )));
+    }
+    require_columns(examples, columns, kind, "anchor, positive, hard negatives")?;
+    let anchors = text_column(examples, 0, kind)?;
+    let candidates = (1..columns)
+        .map(|c| text_column(examples, c, kind))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((anchors, candidates))
+}
+
+fn mnrl_pair_texts<'a>(
+    pairs: &super::MnrlPairs,
+    anchors: &[&'a str],
+    candidates: &[Vec<&'a str>],
+) -> Vec<(&'a str, &'a str)> {
+    pairs
+        .pairs
+        .iter()
+        .map(|p| {
+            (
+                anchors[p.anchor],
+                candidates[p.candidate.column][p.candidate.row],
+            )
+        })
+        .collect()
+}
+
+/// MultipleNegativesRankingLoss: each anchor against its positive, `num_negatives` in-batch
+/// negatives sampled (seeded) from the other rows' documents, and its own hard negatives.
+/// Use `batch_sampler = "no_duplicates"` so in-batch negatives are not copies of the positive.
+pub struct MultipleNegativesRankingLoss {
+    config: super::MultipleNegativesRankingConfig,
+}
+
+impl Loss for MultipleNegativesRankingLoss {
+    fn kind(&self) -> &str {
+        "multiple_negatives_ranking"
+    }
+
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        use rand::SeedableRng;
+        let (anchors, candidates) = mnrl_texts(input.examples, self.kind())?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
+        let pairs = super::mnrl_pairs(
+            anchors.len(),
+            candidates.len(),
+            self.config.num_negatives,
+            &mut rng,
+        )?;
+        let texts = mnrl_pair_texts(&pairs, &anchors, &candidates);
+        let logits = student_logits(student, &texts, Some(dropout))?.narrow(1, 0, 1)?;
+        let scores = pairs.score_matrix(&logits)?;
+        Ok(LossValue::Graph(super::multiple_negatives_ranking(
+            &scores,
+            None,
+            &self.config,
+        )?))
+    }
+
+    fn config_dict(&self) -> serde_json::Value {
+        self.config.config_dict()
+    }
+
+    fn citation(&self) -> Option<&'static str> {
+        super::multiple_negatives_ranking::CITATION
+    }
+}
+
+/// CachedMultipleNegativesRankingLoss (GradCache): the same loss and gradients as
+/// [`MultipleNegativesRankingLoss`], computed in chunks of `mini_batch_size` pairs so memory
+/// stays bounded: a pass without the graph, the loss gradient w.r.t. the logits, then a
+/// re-forward per chunk (with the same dropout masks) that backpropagates the cached gradient.
+pub struct CachedMultipleNegativesRankingLoss {
+    config: super::CachedMultipleNegativesRankingConfig,
+}
+
+fn chunk_seed(seed: u64, chunk: usize) -> u64 {
+    seed.rotate_left(17) ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Loss for CachedMultipleNegativesRankingLoss {
+    fn kind(&self) -> &str {
+        "cached_multiple_negatives_ranking"
+    }
+
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        _dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        use rand::SeedableRng;
+        let (anchors, candidates) = mnrl_texts(input.examples, self.kind())?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
+        let pairs = super::mnrl_pairs(
+            anchors.len(),
+            candidates.len(),
+            self.config.num_negatives,
+            &mut rng,
+        )?;
+        let texts = mnrl_pair_texts(&pairs, &anchors, &candidates);
+        let chunks = super::chunk_ranges(texts.len(), self.config.mini_batch_size);
+        // Pass 1: logits of every chunk, detached.
+        let mut detached = Vec::with_capacity(chunks.len());
+        for (index, range) in chunks.iter().enumerate() {
+            let mut stream = Dropout::new(chunk_seed(input.seed, index));
+            detached.push(
+                student_logits(student, &texts[range.clone()], Some(&mut stream))?
+                    .narrow(1, 0, 1)?
+                    .detach(),
+            );
+        }
+        let all = Tensor::cat(&detached, 0)?;
+        let (loss, logit_grads) = super::loss_and_logit_gradients(&all, &pairs, &self.config)?;
+        // Pass 2: re-forward each chunk with the same masks and push the cached gradient through.
+        let mut total: Option<GradStore> = None;
+        for (index, range) in chunks.iter().enumerate() {
+            let mut stream = Dropout::new(chunk_seed(input.seed, index));
+            let logits = student_logits(student, &texts[range.clone()], Some(&mut stream))?
+                .narrow(1, 0, 1)?;
+            let chunk_grads = logit_grads.narrow(0, range.start, range.len())?;
+            let store = super::chunk_surrogate(&logits, &chunk_grads)?.backward()?;
+            match total.as_mut() {
+                None => total = Some(store),
+                Some(total) => {
+                    for var in student.vars() {
+                        if let Some(grad) = store.get(var.as_tensor()) {
+                            let sum = match total.remove(var.as_tensor()) {
+                                Some(previous) => (previous + grad)?,
+                                None => grad.clone(),
+                            };
+                            total.insert(var.as_tensor(), sum);
+                        }
+                    }
+                }
+            }
+        }
+        let grads = total.ok_or_else(|| {
+            Error::invalid("cached_multiple_negatives_ranking: the batch has no pairs")
+        })?;
+        Ok(LossValue::Backpropagated {
+            value: loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?,
+            grads,
+        })
+    }
+
+    fn config_dict(&self) -> serde_json::Value {
+        self.config.config_dict()
+    }
+
+    fn citation(&self) -> Option<&'static str> {
+        super::cached_multiple_negatives_ranking::CITATION
+    }
 }

@@ -364,3 +364,76 @@ fn a_few_steps_lower_the_training_loss() {
     );
     assert!(after > before, "agreement {before} -> {after}");
 }
+
+fn grads_of(kind: &str, params: &str, model: &CrossEncoder, rows: &[Row]) -> (f64, Vec<Vec<f32>>) {
+    let table: toml::Table = params.parse().unwrap();
+    let mut loss = LossRegistry::default().build(kind, &table, 1).unwrap();
+    let input = LossInput {
+        examples: rows,
+        labels: None,
+        seed: 11,
+    };
+    let (value, store) = match loss.compute(model, &input, &mut Dropout::new(0)).unwrap() {
+        LossValue::Graph(t) => (
+            t.to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap(),
+            t.backward().unwrap(),
+        ),
+        LossValue::Backpropagated { value, grads } => (value as f64, grads),
+    };
+    let grads = model
+        .vars()
+        .iter()
+        .map(|v| {
+            store
+                .get(v.as_tensor())
+                .map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .unwrap_or_default()
+        })
+        .collect();
+    (value, grads)
+}
+
+#[test]
+fn cached_mnrl_equals_uncached_in_loss_and_every_gradient() {
+    let (_dir, model) = no_dropout_student();
+    let rows: Vec<Row> = (0..4)
+        .map(|i| {
+            row(&[
+                &format!("question {i} about rust"),
+                &format!("answer {i} on rust"),
+                &format!("hard negative {i}"),
+            ])
+        })
+        .collect();
+    let (reference, reference_grads) = grads_of(
+        "multiple_negatives_ranking",
+        "num_negatives = 2",
+        &model,
+        &rows,
+    );
+    assert!(reference.is_finite() && reference > 0.0);
+    for mini_batch_size in [1, 3, 64] {
+        let params = format!("num_negatives = 2\nmini_batch_size = {mini_batch_size}");
+        let (value, grads) = grads_of("cached_multiple_negatives_ranking", &params, &model, &rows);
+        assert!(
+            (value - reference).abs() < 1e-5,
+            "mini_batch_size {mini_batch_size}: {value} vs {reference}"
+        );
+        for (index, (a, b)) in grads.iter().zip(&reference_grads).enumerate() {
+            assert_eq!(a.len(), b.len(), "parameter {index} has a gradient in both");
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            let scale = b.iter().map(|y| y.abs()).fold(0f32, f32::max).max(1e-6);
+            assert!(
+                diff <= 1e-4 * scale.max(1.0),
+                "mini_batch_size {mini_batch_size}, parameter {index}: {diff}"
+            );
+        }
+    }
+}
