@@ -437,3 +437,32 @@ fn cached_mnrl_equals_uncached_in_loss_and_every_gradient() {
         }
     }
 }
+
+#[test]
+fn every_shipped_recipe_checks_and_trains_two_steps() {
+    let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&recipes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    for recipe in names {
+        let problems = crossdistill::recipe::check(&recipe, &[]);
+        assert!(problems.is_empty(), "{}: {problems:?}", recipe.display());
+        let out = tempfile::tempdir().unwrap();
+        let overrides = [
+            format!("run.output_dir={}", out.path().join("run").display()),
+            "train.max_steps=2".to_string(),
+            "train.save_every=0".to_string(),
+        ];
+        let loaded = crossdistill::recipe::load(&recipe, &overrides).unwrap();
+        let plan = Plan::build(loaded, &LossRegistry::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", recipe.display()));
+        let report =
+            train(plan, false, &mut Silent).unwrap_or_else(|e| panic!("{}: {e}", recipe.display()));
+        assert_eq!(report.steps, 2, "{}", recipe.display());
+        assert!(out.path().join("run/final/README.md").is_file());
+    }
+}
