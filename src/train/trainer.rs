@@ -78,6 +78,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     let output_dir = plan.output_dir.clone();
     create_dir_all(&output_dir)?;
+    let _lock = lock_run_dir(&output_dir)?;
     write_atomic(
         &output_dir.join("recipe.resolved.toml"),
         plan.recipe.to_resolved_toml().as_bytes(),
@@ -307,6 +308,43 @@ pub fn train(
         agreement_after,
         eval_pairs,
     })
+}
+
+/// An exclusive lock on `output_dir/.lock`, held for the whole run: a second run on the same
+/// directory gets an error naming the process that holds it. Released when the file closes
+/// (also when the process dies).
+fn lock_run_dir(output_dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = output_dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("cannot open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .map_err(|e| Error::io("cannot write", &path, e))?;
+            file.rewind()
+                .map_err(|e| Error::io("cannot write", &path, e))?;
+            write!(file, "{}", std::process::id())
+                .map_err(|e| Error::io("cannot write", &path, e))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(Error::invalid(format!(
+                "{} is in use by another crossdistill run (process {})",
+                output_dir.display(),
+                holder.trim()
+            ))
+            .with_hint("wait for it to finish, or choose another run.output_dir"))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path, e)),
+    }
 }
 
 /// Evaluate, log `eval/...` metrics, and keep the best model when asked to.
