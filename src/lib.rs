@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod error;
