@@ -30,9 +30,49 @@ impl CacheCounters {
         self.counts[1].load(Ordering::Relaxed)
     }
 
+    /// The counts now.
+    pub fn snapshot(&self) -> CacheCounts {
+        CacheCounts {
+            hits: self.hits(),
+            misses: self.misses(),
+        }
+    }
+
     fn add(&self, hits: u64, misses: u64) {
         self.counts[0].fetch_add(hits, Ordering::Relaxed);
         self.counts[1].fetch_add(misses, Ordering::Relaxed);
+    }
+}
+
+/// Hit and miss counts at one moment (see [`CacheCounters`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheCounts {
+    /// Pairs answered from the cache.
+    pub hits: u64,
+    /// Pairs the teacher scored.
+    pub misses: u64,
+}
+
+impl CacheCounts {
+    /// The metrics.jsonl fields: `cache/hits` and `cache/misses`.
+    pub fn metrics(&self) -> [(&'static str, u64); 2] {
+        [("cache/hits", self.hits), ("cache/misses", self.misses)]
+    }
+}
+
+/// What [`attach`] returns: the teacher (cached or not) and, when cached, its counters.
+type Attached = (Option<Box<dyn Teacher>>, Option<CacheCounters>);
+
+/// Put `teacher` behind the cache in `dir` when both are given (what a recipe's `[teacher]` and
+/// `[cache]` ask for); otherwise return `teacher` as it is. The counters come back with it.
+pub fn attach(teacher: Option<Box<dyn Teacher>>, dir: Option<&Path>) -> Result<Attached> {
+    match (teacher, dir) {
+        (Some(teacher), Some(dir)) => {
+            let cached = CachedTeacher::open(teacher, dir)?;
+            let counters = cached.counters();
+            Ok((Some(Box::new(cached)), Some(counters)))
+        }
+        (teacher, _) => Ok((teacher, None)),
     }
 }
 

@@ -33,7 +33,7 @@ mod precompute;
 mod store;
 mod transfer;
 
-pub use cached_teacher::{CacheCounters, CachedTeacher, Misses};
+pub use cached_teacher::{attach, CacheCounters, CacheCounts, CachedTeacher, Misses};
 pub use key::{PairKey, Shard};
 pub use precompute::{
     count_missing, precompute, NoProgress, PrecomputeProgress, PrecomputeSummary,

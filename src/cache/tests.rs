@@ -9,15 +9,18 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::teacher::Teacher;
 
+/// Every pair a fake teacher was asked for.
+type Asked = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A teacher whose score is a function of the texts, recording every pair it is asked for.
 struct FakeTeacher {
     name: String,
-    asked: Arc<Mutex<Vec<(String, String)>>>,
+    asked: Asked,
     fail_after_calls: Option<usize>,
 }
 
 impl FakeTeacher {
-    fn new(name: &str) -> (Self, Arc<Mutex<Vec<(String, String)>>>) {
+    fn new(name: &str) -> (Self, Asked) {
         let asked = Arc::new(Mutex::new(Vec::new()));
         (
             FakeTeacher {

@@ -1,9 +1,11 @@
 //! The `crossdistill` command line: argument parsing and the commands. `main.rs` only calls
 //! [`run`] and maps the outcome to an exit code.
 
+mod cache;
 mod predict;
 mod progress;
 mod rank;
+mod score;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,11 @@ enum Command {
     Rank(rank::RankArgs),
     /// Train a student from a recipe (the main job).
     Train(train::TrainArgs),
+    /// Precompute a recipe's teacher scores into its [cache] (resumable, shardable).
+    Score(score::ScoreArgs),
+    /// Teacher-score cache tools.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Recipe tools.
     #[command(subcommand)]
     Recipe(train::RecipeCommand),
@@ -49,6 +56,8 @@ pub fn run() -> Result<Outcome> {
         Command::Rank(args) => rank::run(args),
         Command::Train(args) => train::run(args),
         Command::Recipe(command) => train::run_recipe(command),
+        Command::Score(args) => score::run(args),
+        Command::Cache(command) => cache::run(command),
     }
 }
 

@@ -1,5 +1,6 @@
 //! crossdistill's integration tests: one binary, so candle and the tokenizer link once.
 
+mod cache;
 mod common;
 mod model_parity;
 mod model_training;
