@@ -6,14 +6,21 @@
 //! |---|---|---|
 //! | `meta` | `"format"` | [`FORMAT`] |
 //! | `teachers` | teacher fingerprint | (teacher id `u32`, entries `u64`) |
-//! | `scores` | teacher id (4 bytes, big-endian) ‖ [`PairKey`] (16 bytes, big-endian) | score `f32` |
-//! | `pairs` | [`PairKey`] | (query, passage) |
+//! | `scores` | teacher id (4 bytes, big-endian) ‖ [`PairKey`] (16 bytes, big-endian) | (score `f32`, text id `u64`) |
+//! | `texts` | text id `u64` (0, 1, 2, ... in insertion order) | (query, passage) |
 //!
 //! Scores of one teacher are contiguous (the key starts with its id), so per-teacher counts,
-//! exports and merges are range scans. The texts are stored once however many teachers scored
-//! them; a lookup touches only `scores`.
+//! exports and merges are range scans. The texts, most of the bytes, are appended in id order,
+//! so a commit writes them to fresh pages at the end of their B-tree instead of rewriting pages
+//! all over it; they are stored once however many teachers scored them. Lookups go to an
+//! in-memory index of the teacher's scores (built on first use from one range scan, kept in
+//! step with every insert; the file lock guarantees no other process changes the file) and touch
+//! the file only for teachers with more than [`INDEX_LIMIT`] entries.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
@@ -33,8 +40,12 @@ pub const FORMAT: &str =
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const TEACHERS: TableDefinition<&str, (u32, u64)> = TableDefinition::new("teachers");
-const SCORES: TableDefinition<&[u8; 20], f32> = TableDefinition::new("scores");
-const PAIRS: TableDefinition<u128, (&str, &str)> = TableDefinition::new("pairs");
+const SCORES: TableDefinition<&[u8; 20], (f32, u64)> = TableDefinition::new("scores");
+const TEXTS: TableDefinition<u64, (&str, &str)> = TableDefinition::new("texts");
+
+/// A teacher with more cached scores than this is looked up in the file, not in memory (the
+/// in-memory index takes about 24 to 48 bytes per entry).
+pub const INDEX_LIMIT: u64 = 16 << 20;
 
 /// Entries an [`insert`](ScoreCache::insert) commits at most in one transaction when merging or
 /// importing (bounds the memory a large merge needs).
@@ -57,6 +68,39 @@ fn split_score_key(bytes: &[u8; 20]) -> (u32, PairKey) {
     let mut key = [0u8; 16];
     key.copy_from_slice(&bytes[4..]);
     (u32::from_be_bytes(id), PairKey(u128::from_be_bytes(key)))
+}
+
+/// Hashes [`PairKey`]s, which are uniformly distributed already, by folding their halves.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ byte as u64;
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = self.0.rotate_left(32) ^ value;
+    }
+}
+
+type IndexMap = HashMap<(u64, u64), f32, BuildHasherDefault<KeyHasher>>;
+
+fn index_key(key: PairKey) -> (u64, u64) {
+    ((key.0 >> 64) as u64, key.0 as u64)
+}
+
+/// The scores of one teacher in memory, or the note that it has too many for that.
+#[derive(Debug)]
+struct MemoryIndex {
+    teacher: String,
+    scores: Option<IndexMap>,
 }
 
 /// One cached score, as [`ScoreCache::for_each`] visits it.
@@ -108,7 +152,7 @@ pub struct CacheStats {
     pub path: PathBuf,
     /// Its size on disk in bytes.
     pub bytes: u64,
-    /// Distinct (query, passage) pairs, over all teachers.
+    /// Stored (query, passage) texts: the distinct pairs over all teachers.
     pub pairs: u64,
     /// Entries per teacher, in the order the teachers first wrote to the cache.
     pub teachers: Vec<TeacherStats>,
@@ -125,6 +169,7 @@ pub struct ScoreCache {
     db: Database,
     dir: PathBuf,
     path: PathBuf,
+    index: Mutex<Option<MemoryIndex>>,
 }
 
 impl std::fmt::Debug for ScoreCache {
@@ -172,6 +217,7 @@ impl ScoreCache {
             db,
             dir: dir.to_path_buf(),
             path,
+            index: Mutex::new(None),
         };
         cache.check_format()?;
         Ok(cache)
@@ -205,7 +251,7 @@ impl ScoreCache {
                 .open_table(TEACHERS)
                 .map_err(|e| self.write_error(e))?;
             write.open_table(SCORES).map_err(|e| self.write_error(e))?;
-            write.open_table(PAIRS).map_err(|e| self.write_error(e))?;
+            write.open_table(TEXTS).map_err(|e| self.write_error(e))?;
         }
         self.commit(write)
     }
@@ -227,6 +273,61 @@ impl ScoreCache {
 
     /// [`lookup`](Self::lookup) by pair keys (computed with [`PairKey::of`]).
     pub fn lookup_keys(&self, teacher: &str, keys: &[PairKey]) -> Result<Vec<Option<f32>>> {
+        let mut index = self
+            .index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if index.as_ref().is_none_or(|index| index.teacher != teacher) {
+            *index = Some(self.build_index(teacher)?);
+        }
+        if let Some(Some(scores)) = index.as_ref().map(|index| &index.scores) {
+            return Ok(keys
+                .iter()
+                .map(|&key| scores.get(&index_key(key)).copied())
+                .collect());
+        }
+        drop(index);
+        self.lookup_in_file(teacher, keys)
+    }
+
+    /// The in-memory index of `teacher` (one range scan), or none above [`INDEX_LIMIT`].
+    fn build_index(&self, teacher: &str) -> Result<MemoryIndex> {
+        let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
+        let teachers = read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
+        let found = teachers
+            .get(teacher)
+            .map_err(|e| self.read_error(e))?
+            .map(|value| value.value());
+        let mut scores = IndexMap::default();
+        match found {
+            None => {}
+            Some((_, entries)) if entries > INDEX_LIMIT => {
+                return Ok(MemoryIndex {
+                    teacher: teacher.to_string(),
+                    scores: None,
+                });
+            }
+            Some((id, entries)) => {
+                scores.reserve(entries as usize);
+                let table = read.open_table(SCORES).map_err(|e| self.read_error(e))?;
+                let (start, end) = (score_key(id, PairKey(0)), score_key(id, PairKey(u128::MAX)));
+                for item in table
+                    .range::<&[u8; 20]>(&start..=&end)
+                    .map_err(|e| self.read_error(e))?
+                {
+                    let (key, value) = item.map_err(|e| self.read_error(e))?;
+                    let (_, pair_key) = split_score_key(key.value());
+                    scores.insert(index_key(pair_key), value.value().0);
+                }
+            }
+        }
+        Ok(MemoryIndex {
+            teacher: teacher.to_string(),
+            scores: Some(scores),
+        })
+    }
+
+    fn lookup_in_file(&self, teacher: &str, keys: &[PairKey]) -> Result<Vec<Option<f32>>> {
         let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
         let teachers = read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
         let Some(id) = teachers
@@ -242,15 +343,15 @@ impl ScoreCache {
                 Ok(scores
                     .get(&score_key(id, key))
                     .map_err(|e| self.read_error(e))?
-                    .map(|value| value.value()))
+                    .map(|value| value.value().0))
             })
             .collect()
     }
 
     /// Add `(query, passage, score)` entries of `teacher` in one durable transaction. Entries
     /// already cached are kept as they are (counted as present or, with another score, as
-    /// conflicts). Errors leave the cache as it was, including on a 128-bit key collision (two
-    /// different pairs with one key), which is reported rather than stored.
+    /// conflicts). Errors leave the cache as it was, including on a 128-bit key collision
+    /// noticed when another teacher's texts are reused, which is reported rather than stored.
     pub fn insert(&mut self, teacher: &str, entries: &[(&str, &str, f32)]) -> Result<InsertReport> {
         let mut report = InsertReport::default();
         if teacher.is_empty() {
@@ -263,28 +364,30 @@ impl ScoreCache {
         if entries.is_empty() {
             return Ok(report);
         }
+        let mut added: Vec<(PairKey, f32)> = Vec::new();
         let write = self.begin_write()?;
         let total = {
             let mut teachers = write
                 .open_table(TEACHERS)
                 .map_err(|e| self.write_error(e))?;
-            let existing = teachers
-                .get(teacher)
-                .map_err(|e| self.write_error(e))?
-                .map(|value| value.value());
-            let (id, count) = match existing {
-                Some(found) => found,
-                None => {
-                    let mut next = 0u32;
-                    for item in teachers.iter().map_err(|e| self.write_error(e))? {
-                        let (_, value) = item.map_err(|e| self.write_error(e))?;
-                        next = next.max(value.value().0 + 1);
-                    }
-                    (next, 0)
+            let mut others = Vec::new();
+            let mut existing = None;
+            for item in teachers.iter().map_err(|e| self.write_error(e))? {
+                let (name, value) = item.map_err(|e| self.write_error(e))?;
+                if name.value() == teacher {
+                    existing = Some(value.value());
+                } else {
+                    others.push(value.value().0);
                 }
-            };
+            }
+            let (id, count) =
+                existing.unwrap_or((others.iter().map(|id| id + 1).max().unwrap_or(0), 0));
             let mut scores = write.open_table(SCORES).map_err(|e| self.write_error(e))?;
-            let mut pairs = write.open_table(PAIRS).map_err(|e| self.write_error(e))?;
+            let mut texts = write.open_table(TEXTS).map_err(|e| self.write_error(e))?;
+            let mut next_text = texts
+                .last()
+                .map_err(|e| self.write_error(e))?
+                .map_or(0, |(key, _)| key.value() + 1);
             let mut buffer = Vec::new();
             for &(query, passage, score) in entries {
                 let key = PairKey::of_with(&mut buffer, query, passage);
@@ -292,7 +395,7 @@ impl ScoreCache {
                 let cached = scores
                     .get(&full)
                     .map_err(|e| self.write_error(e))?
-                    .map(|value| value.value());
+                    .map(|value| value.value().0);
                 match cached {
                     Some(cached) if cached.to_bits() == score.to_bits() => {
                         report.present += 1;
@@ -304,32 +407,45 @@ impl ScoreCache {
                     }
                     None => {}
                 }
-                let stored = pairs
-                    .get(key.0)
-                    .map_err(|e| self.write_error(e))?
-                    .map(|value| {
-                        let (q, p) = value.value();
-                        (q == query, p == passage)
-                    });
-                match stored {
-                    Some((true, true)) => {}
-                    Some(_) => {
-                        return Err(Error::invalid(format!(
-                            "score cache {}: the pair ({query:?}, {passage:?}) has the same 128-bit key {:032x} as another cached pair",
-                            self.dir.display(),
-                            key.0
-                        ))
-                        .with_hint("this is a hash collision (expected about once in 10^19 pairs): please report it; meanwhile use another cache dir"));
-                    }
-                    None => {
-                        pairs
-                            .insert(key.0, (query, passage))
-                            .map_err(|e| self.write_error(e))?;
+                // Texts another teacher stored for this pair are shared, not stored again.
+                let mut shared = None;
+                for &other in &others {
+                    if let Some(value) = scores
+                        .get(&score_key(other, key))
+                        .map_err(|e| self.write_error(e))?
+                    {
+                        shared = Some(value.value().1);
+                        break;
                     }
                 }
+                let text_id = match shared {
+                    Some(text_id) => {
+                        let same = texts
+                            .get(text_id)
+                            .map_err(|e| self.write_error(e))?
+                            .is_some_and(|value| value.value() == (query, passage));
+                        if !same {
+                            return Err(Error::invalid(format!(
+                                "score cache {}: the pair ({query:?}, {passage:?}) has the same 128-bit key {:032x} as another cached pair",
+                                self.dir.display(),
+                                key.0
+                            ))
+                            .with_hint("this is a hash collision (expected about once in 10^19 pairs): please report it; meanwhile use another cache dir"));
+                        }
+                        text_id
+                    }
+                    None => {
+                        texts
+                            .insert(next_text, (query, passage))
+                            .map_err(|e| self.write_error(e))?;
+                        next_text += 1;
+                        next_text - 1
+                    }
+                };
                 scores
-                    .insert(&full, score)
+                    .insert(&full, (score, text_id))
                     .map_err(|e| self.write_error(e))?;
+                added.push((key, score));
                 report.added += 1;
             }
             let total = count + report.added;
@@ -344,6 +460,19 @@ impl ScoreCache {
             self.dir.display(),
             report.added
         );
+        // Keep the in-memory index in step (the file lock means nobody else writes).
+        let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = index.as_mut().filter(|index| index.teacher == teacher) {
+            if total > INDEX_LIMIT {
+                index.scores = None;
+            } else if let Some(scores) = index.scores.as_mut() {
+                scores.extend(
+                    added
+                        .into_iter()
+                        .map(|(key, score)| (index_key(key), score)),
+                );
+            }
+        }
         Ok(report)
     }
 
@@ -376,7 +505,7 @@ impl ScoreCache {
         }
         listed.sort_by_key(|(id, _)| *id);
         let pairs = read
-            .open_table(PAIRS)
+            .open_table(TEXTS)
             .and_then(|table| Ok(table.len()?))
             .map_err(|e| self.read_error(e))?;
         let bytes = std::fs::metadata(&self.path)
@@ -409,7 +538,7 @@ impl ScoreCache {
         }
         names.sort();
         let scores = read.open_table(SCORES).map_err(|e| self.read_error(e))?;
-        let pairs = read.open_table(PAIRS).map_err(|e| self.read_error(e))?;
+        let texts = read.open_table(TEXTS).map_err(|e| self.read_error(e))?;
         for (id, fingerprint) in &names {
             let start = score_key(*id, PairKey(0));
             let end = score_key(*id, PairKey(u128::MAX));
@@ -417,25 +546,29 @@ impl ScoreCache {
                 .range::<&[u8; 20]>(&start..=&end)
                 .map_err(|e| self.read_error(e))?
             {
-                let (key, score) = item.map_err(|e| self.read_error(e))?;
-                let (_, pair_key) = split_score_key(key.value());
-                let texts = pairs
-                    .get(pair_key.0)
+                let (key, value) = item.map_err(|e| self.read_error(e))?;
+                let (score, text_id) = value.value();
+                let stored = texts
+                    .get(text_id)
                     .map_err(|e| self.read_error(e))?
                     .ok_or_else(|| {
+                        let (_, pair_key) = split_score_key(key.value());
                         Error::input(
                             &self.path,
                             None,
-                            format!("damaged score cache: a score of key {:032x} has no pair texts", pair_key.0),
+                            format!(
+                                "damaged score cache: the score of key {:032x} names text {text_id}, which is missing",
+                                pair_key.0
+                            ),
                         )
-                        .with_hint("export what can be read is not possible; rebuild the cache with crossdistill score")
+                        .with_hint("rebuild the cache with crossdistill score into a new directory")
                     })?;
-                let (query, passage) = texts.value();
+                let (query, passage) = stored.value();
                 visit(CacheEntry {
                     teacher: fingerprint,
                     query,
                     passage,
-                    score: score.value(),
+                    score,
                 })?;
             }
         }
@@ -552,5 +685,52 @@ fn open_error(dir: &Path, path: &Path, error: DatabaseError) -> Error {
             path,
             std::io::Error::other(other),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_index_and_the_file_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ScoreCache::open(dir.path()).unwrap();
+        let pairs: Vec<(String, String)> = (0..500)
+            .map(|i| (format!("q{}", i % 9), format!("p{i}")))
+            .collect();
+        let rows: Vec<(&str, &str, f32)> = pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(i, (q, p))| (q.as_str(), p.as_str(), i as f32 * 0.5))
+            .collect();
+        cache.insert("t", &rows[..100]).unwrap();
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(q, p)| (q.as_str(), p.as_str()))
+            .collect();
+        let keys = PairKey::of_pairs(&refs);
+        // The index is built here, then kept in step by the next insert.
+        assert_eq!(
+            cache
+                .lookup_keys("t", &keys)
+                .unwrap()
+                .iter()
+                .flatten()
+                .count(),
+            100
+        );
+        cache.insert("t", &rows[100..]).unwrap();
+        let from_memory = cache.lookup_keys("t", &keys).unwrap();
+        assert_eq!(from_memory, cache.lookup_in_file("t", &keys).unwrap());
+        for (i, score) in from_memory.iter().enumerate() {
+            let expected = (i % 3 != 0).then_some(i as f32 * 0.5);
+            assert_eq!(*score, expected, "pair {i}");
+        }
+        assert_eq!(
+            cache.lookup_in_file("other", &keys).unwrap(),
+            vec![None; 500]
+        );
     }
 }
