@@ -63,14 +63,19 @@ impl Shard {
     /// Shard `index` of `count`; errors when `count` is 0 or `index >= count`.
     pub fn new(index: u64, count: u64) -> Result<Self> {
         if count == 0 || index >= count {
+            let hint = if count == 0 {
+                "N counts the shards, at least 1: e.g. --shard 0/3, --shard 1/3, --shard 2/3"
+                    .to_string()
+            } else {
+                format!(
+                    "shards are numbered from 0: --shard 0/{count} ... --shard {}/{count}",
+                    count - 1
+                )
+            };
             return Err(Error::invalid(format!(
                 "shard {index}/{count}: expected I/N with N >= 1 and 0 <= I < N"
             ))
-            .with_hint(format!(
-                "shards are numbered from 0: --shard 0/{n} ... --shard {last}/{n}",
-                n = count.max(1),
-                last = count.max(1) - 1
-            )));
+            .with_hint(hint));
         }
         Ok(Shard { index, count })
     }

@@ -144,7 +144,11 @@ fn bad_shards_say_how_they_are_numbered() {
         "shard 3/3: expected I/N with N >= 1 and 0 <= I < N (hint: shards are numbered from 0: --shard 0/3 ... --shard 2/3)"
     );
     let error = "1/0".parse::<Shard>().unwrap_err().to_string();
-    assert!(error.starts_with("shard 1/0: expected I/N"), "{error}");
+    assert!(
+        error.starts_with("shard 1/0: expected I/N")
+            && error.contains("hint: N counts the shards, at least 1"),
+        "{error}"
+    );
     let error = "half".parse::<Shard>().unwrap_err().to_string();
     assert!(
         error.starts_with("shard `half`: expected I/N with whole numbers"),
