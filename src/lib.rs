@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod card;
 pub mod cli;
 pub mod data;

@@ -1,10 +1,12 @@
 //! The `crossdistill` command line: argument parsing and the commands. `main.rs` only calls
 //! [`run`] and maps the outcome to an exit code.
 
+mod cache;
 mod eval;
 mod predict;
 mod progress;
 mod rank;
+mod score;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,11 @@ enum Command {
     Rank(rank::RankArgs),
     /// Train a student from a recipe (the main job).
     Train(train::TrainArgs),
+    /// Precompute a recipe's teacher scores into its [cache] (resumable, shardable).
+    Score(score::ScoreArgs),
+    /// Teacher-score cache tools.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Recipe tools.
     #[command(subcommand)]
     Recipe(train::RecipeCommand),
@@ -53,6 +60,8 @@ pub fn run() -> Result<Outcome> {
         Command::Train(args) => train::run(args),
         Command::Recipe(command) => train::run_recipe(command),
         Command::Eval(args) => eval::run(*args),
+        Command::Score(args) => score::run(args),
+        Command::Cache(command) => cache::run(command),
     }
 }
 

@@ -92,6 +92,12 @@ pub(super) fn run(args: TrainArgs) -> Result<Outcome> {
         report.steps,
         report.final_dir.display()
     );
+    if let Some(cache) = report.cache {
+        println!(
+            "teacher-score cache: {} hits, {} pairs scored by the teacher",
+            cache.hits, cache.misses
+        );
+    }
     if let (Some(before), Some(after)) = (report.agreement_before, report.agreement_after) {
         println!(
             "student-teacher Spearman on {} held-out pairs: {before:.4} before -> {after:.4} after",

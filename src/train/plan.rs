@@ -37,6 +37,8 @@ pub struct Plan {
     /// Teacher fingerprint and description, kept for the model card after the teacher moves
     /// to the producer thread.
     pub teacher_info: Option<(String, String)>,
+    /// Hit and miss counts of the teacher-score cache (recipe `[cache]` with a teacher).
+    pub cache: Option<crate::cache::CacheCounters>,
     /// The losses.
     pub losses: Vec<PlannedLoss>,
     /// The training data.
@@ -144,7 +146,8 @@ impl Plan {
             Some(&recipe.student.model.base_dir),
             &student_options,
         )?;
-        let teacher = build_teacher(&recipe, &device)?;
+        let cache_dir = recipe.cache.as_ref().map(|c| c.dir.as_path());
+        let (teacher, cache) = crate::cache::attach(build_teacher(&recipe, &device)?, cache_dir)?;
         let teacher_info = teacher.as_ref().map(|t| (t.describe(), t.fingerprint()));
         let mut losses = Vec::new();
         for section in &recipe.losses {
@@ -227,6 +230,7 @@ impl Plan {
             student,
             teacher,
             teacher_info,
+            cache,
             losses,
             train_source,
             eval_source,

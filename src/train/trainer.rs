@@ -50,6 +50,8 @@ pub struct TrainReport {
     pub agreement_after: Option<f64>,
     /// Teacher scores computed for the held-out rows.
     pub eval_pairs: usize,
+    /// Teacher-score cache hits and misses of this process (recipe `[cache]`).
+    pub cache: Option<crate::cache::CacheCounts>,
 }
 
 /// Seed of the dropout stream of one micro-batch.
@@ -234,7 +236,12 @@ pub fn train(
 
         let last = state.step >= plan.total_steps;
         if state.step % train.log_every.max(1) == 0 || last {
-            let row = log_row(&window, state.step, plan.steps_per_epoch, lr, grad_norm);
+            let mut row = log_row(&window, state.step, plan.steps_per_epoch, lr, grad_norm);
+            if let (Some(cache), Value::Object(fields)) = (&plan.cache, &mut row) {
+                for (name, count) in cache.snapshot().metrics() {
+                    fields.insert(name.into(), json!(count));
+                }
+            }
             append_metrics(&metrics_path, &row)?;
             progress.logged(&row);
             window = LogWindow::default();
@@ -307,6 +314,7 @@ pub fn train(
         agreement_before,
         agreement_after,
         eval_pairs,
+        cache: plan.cache.as_ref().map(|c| c.snapshot()),
     })
 }
 

@@ -1,5 +1,6 @@
 //! crossdistill's integration tests: one binary, so candle and the tokenizer link once.
 
+mod cache;
 mod card;
 mod common;
 mod eval_cli;

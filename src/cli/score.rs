@@ -1,0 +1,144 @@
+//! `crossdistill score RECIPE [--set KEY=VALUE ...] [--shard I/N] [--json]`: precompute the
+//! teacher scores a recipe's training needs into its `[cache]`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::ProgressBar;
+
+use super::progress;
+use super::Outcome;
+use crate::cache::{count_missing, precompute, CachedTeacher, PrecomputeProgress, Shard};
+use crate::data::DataSource;
+use crate::error::{Error, Result};
+use crate::model::parse_device;
+use crate::pipeline::teacher_pairs;
+use crate::recipe::Recipe;
+use crate::teacher::Teacher;
+use crate::train::plan::{build_teacher, data_source};
+
+/// Teacher batches per cache commit: a killed run redoes at most this many batches.
+const BATCHES_PER_COMMIT: usize = 16;
+
+/// Arguments of `score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The recipe (TOML); needs a [teacher] and a [cache].
+    pub recipe: PathBuf,
+    /// Override a recipe key, e.g. --set cache.dir=DIR.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Score only shard I of N (0-based; a pair's shard is its key mod N). Run 0/N ... N-1/N on
+    /// N machines, each into its own cache dir, and join them with `crossdistill cache merge`.
+    #[arg(long, value_name = "I/N", default_value = "0/1")]
+    pub shard: String,
+    /// Print one JSON line: {"pairs":N,"cache_hits":H,"teacher_scored":T}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Bar(ProgressBar);
+
+impl PrecomputeProgress for Bar {
+    fn chunk_done(&mut self, _pairs: usize, teacher_scored: usize) {
+        self.0.inc(teacher_scored as u64);
+    }
+}
+
+/// The data a recipe's training reads pairs from: the training rows (up to `max_rows`) and the
+/// held-out rows the trainer scores for student–teacher agreement.
+fn sources(recipe: &Recipe) -> Result<Vec<(DataSource, Option<usize>)>> {
+    let mut sources = vec![(data_source(&recipe.data.train)?, recipe.data.train.max_rows)];
+    if let Some(eval) = &recipe.data.eval {
+        sources.push((data_source(eval)?, None));
+    }
+    Ok(sources)
+}
+
+/// Every (column 0, document) pair of `sources`, in file order: the pairs the producer and the
+/// held-out scoring ask the teacher for.
+fn pair_stream(
+    sources: &[(DataSource, Option<usize>)],
+) -> Result<impl Iterator<Item = Result<(String, String)>>> {
+    let mut readers = Vec::new();
+    for (source, max_rows) in sources {
+        readers.push(source.open()?.take(max_rows.unwrap_or(usize::MAX)));
+    }
+    Ok(readers
+        .into_iter()
+        .flatten()
+        .flat_map(|row| -> Vec<Result<(String, String)>> {
+            let row = match row {
+                Ok(row) => row,
+                Err(error) => return vec![Err(error)],
+            };
+            match teacher_pairs(&row, None) {
+                Ok(pairs) => pairs
+                    .into_iter()
+                    .map(|(query, passage)| Ok((query.to_string(), passage.to_string())))
+                    .collect(),
+                Err(error) => vec![Err(error)],
+            }
+        }))
+}
+
+pub(super) fn run(args: ScoreArgs) -> Result<Outcome> {
+    let shard: Shard = args.shard.parse()?;
+    let recipe = crate::recipe::load(&args.recipe, &args.overrides)?;
+    let Some(cache) = &recipe.cache else {
+        return Err(Error::input(
+            &recipe.source.path,
+            None,
+            "no [cache]: `score` writes teacher scores into the cache that training reads",
+        )
+        .with_hint(
+            "add `[cache]` with `dir = \"cache\"` to the recipe, or pass --set cache.dir=DIR",
+        ));
+    };
+    let device = parse_device(&recipe.run.device)?;
+    let Some(teacher) = build_teacher(&recipe, &device)? else {
+        return Err(Error::input(
+            &recipe.source.path,
+            None,
+            "no [teacher]: there is nothing to score",
+        )
+        .with_hint("add a [teacher] section with the model whose scores the student learns"));
+    };
+    let batch_size = recipe.teachers.first().map_or(64, |t| t.batch_size);
+    let mut teacher = CachedTeacher::open(teacher, &cache.dir)?;
+    let fingerprint = teacher.fingerprint();
+    let sources = sources(&recipe)?;
+    let (pairs, missing) =
+        count_missing(teacher.cache(), &fingerprint, pair_stream(&sources)?, shard)?;
+    tracing::info!(
+        "teacher {}: {pairs} pairs in shard {shard}, {} cached, {missing} to score into {}",
+        teacher.describe(),
+        pairs - missing,
+        cache.dir.display()
+    );
+    let bar = progress::bar(missing, "pairs");
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut watcher = Bar(bar);
+    let summary = precompute(
+        &mut teacher,
+        pair_stream(&sources)?,
+        shard,
+        batch_size * BATCHES_PER_COMMIT,
+        &mut watcher,
+    )?;
+    watcher.0.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{} pairs: {} from the cache, {} scored by the teacher; cache {}",
+            summary.pairs,
+            summary.cache_hits,
+            summary.teacher_scored,
+            cache.dir.display()
+        );
+    }
+    Ok(Outcome::Success)
+}
