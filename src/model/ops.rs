@@ -132,7 +132,7 @@ fn layer_norm_backward(
     hidden: usize,
     eps: f32,
 ) -> CResult<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-    if xs.len() != dy.len() || xs.len() % hidden != 0 {
+    if xs.len() != dy.len() || !xs.len().is_multiple_of(hidden) {
         bail!(
             "layer_norm backward: input has {} values, gradient {}",
             xs.len(),

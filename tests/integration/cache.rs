@@ -220,7 +220,7 @@ fn kill_moment(
     commits: u64,
 ) -> (Option<usize>, Duration) {
     let fraction = |random: &mut Random| random.below(1000) as f64 / 1000.0;
-    if trial % 2 == 0 {
+    if trial.is_multiple_of(2) {
         (None, total.mul_f64(fraction(random)))
     } else {
         let commit = 1 + random.below(commits) as usize;
