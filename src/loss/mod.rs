@@ -65,9 +65,10 @@ pub use multiple_negatives_ranking::{
 };
 use objective::register_builtin;
 pub use objective::{
-    require_columns, require_labels, scalar_labels, student_logits, text_column,
-    CachedMultipleNegativesRankingLoss, ListwiseLoss, Loss, LossFactory, LossInput, LossRegistry,
-    LossValue, MarginMseLoss, MultipleNegativesRankingLoss, PointwiseLoss,
+    custom_loss_kinds, register_custom_loss, require_columns, require_labels, scalar_labels,
+    student_logits, text_column, CachedMultipleNegativesRankingLoss, ListwiseLoss, Loss,
+    LossFactory, LossInput, LossRegistry, LossValue, MarginMseLoss, MultipleNegativesRankingLoss,
+    PointwiseLoss,
 };
 pub use p_list_mle::{p_list_mle, PListMleConfig, PListMleLambdaWeight};
 pub use rank_net::{rank_net, RankNetConfig};

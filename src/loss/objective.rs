@@ -77,13 +77,47 @@ pub struct LossRegistry {
 }
 
 impl Default for LossRegistry {
+    /// The built-in losses plus every loss registered with [`register_custom_loss`].
     fn default() -> Self {
         let mut registry = Self {
             factories: BTreeMap::new(),
         };
         super::register_builtin(&mut registry);
+        for (kind, factory) in custom_losses()
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            registry.register(kind, *factory);
+        }
         registry
     }
+}
+
+fn custom_losses() -> &'static std::sync::RwLock<BTreeMap<String, LossFactory>> {
+    static CUSTOM: std::sync::OnceLock<std::sync::RwLock<BTreeMap<String, LossFactory>>> =
+        std::sync::OnceLock::new();
+    CUSTOM.get_or_init(Default::default)
+}
+
+/// Make a user-defined loss available by name to every recipe loaded afterwards in this process
+/// (`[[loss]] kind = "<kind>"`): recipe validation accepts the name and
+/// [`LossRegistry::default`] builds it with `factory`. Register before loading recipes.
+pub fn register_custom_loss(kind: &str, factory: LossFactory) {
+    custom_losses()
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(kind.to_string(), factory);
+}
+
+/// The names registered with [`register_custom_loss`].
+pub fn custom_loss_kinds() -> Vec<String> {
+    custom_losses()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .cloned()
+        .collect()
 }
 
 impl LossRegistry {

@@ -729,14 +729,21 @@ impl Reader {
     }
 
     fn loss(&mut self, mut section: Section<'_>, has_teacher: bool) -> Option<LossSection> {
-        let kind = self.word(&mut section, "kind", LOSS_KINDS, |word| {
-            LOSS_KINDS.contains(&word).then(|| word.to_string())
+        // The built-in kinds plus losses registered with crate::loss::register_custom_loss.
+        let custom = crate::loss::custom_loss_kinds();
+        let known: Vec<&str> = LOSS_KINDS
+            .iter()
+            .copied()
+            .chain(custom.iter().map(String::as_str))
+            .collect();
+        let kind = self.word(&mut section, "kind", &known, |word| {
+            known.contains(&word).then(|| word.to_string())
         });
         if !section.has("kind") {
             self.missing(
                 &section,
                 "kind",
-                &format!("one of {}", LOSS_KINDS.join(", ")),
+                &format!("one of {}", known.join(", ")),
                 "kind = \"margin_mse\"",
             );
         }

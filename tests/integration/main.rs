@@ -3,6 +3,7 @@
 mod cache;
 mod card;
 mod common;
+mod custom_loss;
 mod eval_cli;
 mod model_parity;
 mod model_training;

@@ -431,3 +431,43 @@ fn hub_id_loads_from_a_prefilled_cache_offline() {
     let ranked: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(ranked.as_array().unwrap().len() > 3);
 }
+
+#[test]
+fn half_precision_checkpoints_load_as_f32() {
+    let reference = load("tiny-bert-ce");
+    let batch = pairs("tiny-bert-ce");
+    let expected = reference
+        .predict(&batch, 4, ScoreActivation::Identity)
+        .unwrap();
+    for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = fixture("tiny-bert-ce");
+        for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+        }
+        let tensors =
+            candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+        let half: HashMap<String, Tensor> = tensors
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(dtype).unwrap()))
+            .collect();
+        candle_core::safetensors::save(&half, dir.path().join("model.safetensors")).unwrap();
+        let model = load_dir(dir.path(), &LoadOptions::default()).unwrap();
+        assert!(
+            model
+                .vars()
+                .iter()
+                .all(|v| v.dtype() == candle_core::DType::F32),
+            "{dtype:?}: trained in f32"
+        );
+        let got = model.predict(&batch, 4, ScoreActivation::Identity).unwrap();
+        let diff = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // Only the rounding of the weights to 16 bits separates the two.
+        assert!(diff < 0.05, "{dtype:?}: logits differ by {diff}");
+        assert!(diff > 0.0, "{dtype:?}: the weights really were rounded");
+    }
+}
