@@ -79,10 +79,7 @@ pub fn parse_pooling_config(value: &Value, path: &Path) -> Result<Vec<PoolingMod
             )),
         }
     };
-    for unsupported in [
-        "pooling_mode_weightedmean_tokens",
-        "pooling_mode_lasttoken",
-    ] {
+    for unsupported in ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"] {
         if flag(unsupported)? {
             return Err(Error::input(
                 path,
@@ -536,12 +533,7 @@ mod tests {
             pooling,
             ..BiEncoderOptions::default()
         };
-        BiEncoder::load(
-            fixture("tiny-bert-ce").to_str().unwrap(),
-            None,
-            &options,
-        )
-        .unwrap()
+        BiEncoder::load(fixture("tiny-bert-ce").to_str().unwrap(), None, &options).unwrap()
     }
 
     const TEXTS: [&str; 3] = [
@@ -577,7 +569,10 @@ mod tests {
         let error = parse_pooling_config(&weighted, path)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("pooling_mode_weightedmean_tokens"), "{error}");
+        assert!(
+            error.contains("pooling_mode_weightedmean_tokens"),
+            "{error}"
+        );
         let none = serde_json::json!({"pooling_mode_mean_tokens": false});
         assert!(parse_pooling_config(&none, path).is_err());
     }
@@ -695,9 +690,12 @@ mod tests {
             r#"{"prompts": {"query": "query: ", "passage": "passage: "}}"#,
         )
         .unwrap();
-        let encoder =
-            BiEncoder::load(dir.path().to_str().unwrap(), None, &BiEncoderOptions::default())
-                .unwrap();
+        let encoder = BiEncoder::load(
+            dir.path().to_str().unwrap(),
+            None,
+            &BiEncoderOptions::default(),
+        )
+        .unwrap();
         assert_eq!(encoder.pooling(), &[PoolingMode::Cls]);
         assert_eq!(encoder.max_seq_length(), 16);
         let query = encoder.resolve_prompt(TextRole::Query, None, None).unwrap();
@@ -835,9 +833,18 @@ mod tests {
             )
             .unwrap();
         let checks: [(&[f32], [f32; 3]); 3] = [
-            (queries.row(0), [0.032_056_187, -0.044_485_735, -0.060_240_403]),
-            (queries.row(1), [0.027_632_798, -0.026_999_269, -0.015_135_219]),
-            (passages.row(0), [0.037_072_697, 0.018_835_928, 0.010_138_916]),
+            (
+                queries.row(0),
+                [0.032_056_187, -0.044_485_735, -0.060_240_403],
+            ),
+            (
+                queries.row(1),
+                [0.027_632_798, -0.026_999_269, -0.015_135_219],
+            ),
+            (
+                passages.row(0),
+                [0.037_072_697, 0.018_835_928, 0.010_138_916],
+            ),
         ];
         for (index, (got, want)) in checks.iter().enumerate() {
             for (g, w) in got.iter().zip(want) {
