@@ -1,6 +1,8 @@
 //! The `crossdistill` command line: argument parsing and the commands. `main.rs` only calls
 //! [`run`] and maps the outcome to an exit code.
 
+mod convert;
+mod mine;
 mod predict;
 mod progress;
 mod rank;
@@ -35,6 +37,10 @@ enum Command {
     Rank(rank::RankArgs),
     /// Train a student from a recipe (the main job).
     Train(train::TrainArgs),
+    /// Mine hard negatives for (anchor, positive) pairs with an embedding model.
+    Mine(Box<mine::MineArgs>),
+    /// Convert a dataset between the loss input formats.
+    Convert(convert::ConvertArgs),
     /// Recipe tools.
     #[command(subcommand)]
     Recipe(train::RecipeCommand),
@@ -49,6 +55,8 @@ pub fn run() -> Result<Outcome> {
         Command::Rank(args) => rank::run(args),
         Command::Train(args) => train::run(args),
         Command::Recipe(command) => train::run_recipe(command),
+        Command::Mine(args) => mine::run(*args),
+        Command::Convert(args) => convert::run(args),
     }
 }
 

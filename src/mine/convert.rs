@@ -191,16 +191,17 @@ pub fn read_groups(source: &DataSource, format: ConvertFormat) -> Result<Groups>
             }
             ConvertFormat::LabeledPair => {
                 let texts = expect_texts(&row, Some(2), source)?;
-                let value =
-                    match &row.label {
-                        Some(Label::Scalar(value)) => *value,
-                        other => return Err(at(
+                let value = match &row.label {
+                    Some(Label::Scalar(value)) => *value,
+                    other => {
+                        return Err(at(
                             &row,
                             format!(
                                 "expected a number in a `label` or `score` column, found {other:?}"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 let [anchor, text]: [String; 2] =
                     texts.try_into().expect("checked: exactly 2 texts");
                 let document = Document {
@@ -268,8 +269,8 @@ pub fn read_groups(source: &DataSource, format: ConvertFormat) -> Result<Groups>
 
 fn binary(document: &Document, anchor: &str) -> Result<bool> {
     match document.label {
-        Some(label) if label == 1.0 => Ok(true),
-        Some(label) if label == 0.0 => Ok(false),
+        Some(1.0) => Ok(true),
+        Some(0.0) => Ok(false),
         Some(label) => Err(Error::invalid(format!(
             "document `{}` of anchor `{anchor}` has label {label}; triplets and n-tuples need labels 0 or 1",
             short(&document.text)

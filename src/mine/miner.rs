@@ -1,5 +1,7 @@
 //! [`mine_hard_negatives`]: the whole run, from pairs to a table and a report (spec §2.2).
 
+use std::time::Instant;
+
 use candle_core::Tensor;
 
 use super::cache::{cache_path, model_fingerprint, read_npy, write_npy};
@@ -61,6 +63,7 @@ fn embed_cached(
     fingerprint: Option<&str>,
     progress: &mut dyn MineProgress,
     notes: &mut Vec<String>,
+    stage_seconds: &mut Vec<(String, f64)>,
 ) -> Result<Embeddings> {
     let path = match (&options.cache_folder, fingerprint) {
         (Some(folder), Some(fingerprint)) => {
@@ -91,7 +94,13 @@ fn embed_cached(
             Err(error) => notes.push(format!("ignored an unreadable cache file: {error}")),
         }
     }
-    progress.start(&format!("embedding {kind}"), texts.len());
+    let stage = if kind == "query" {
+        "embedding queries".to_string()
+    } else {
+        format!("embedding {kind}")
+    };
+    let started = Instant::now();
+    progress.start(&stage, texts.len());
     let embeddings = embedder.encode(
         texts,
         &EncodeOptions {
@@ -102,6 +111,7 @@ fn embed_cached(
         &mut |n| progress.advance(n),
     )?;
     progress.finish();
+    stage_seconds.push((stage, started.elapsed().as_secs_f64()));
     if let Some(path) = path {
         if let Some(folder) = path.parent() {
             create_dir_all(folder)?;
@@ -201,6 +211,7 @@ pub fn mine_hard_negatives(
     let grouped = Grouped::new(dataset, corpus);
     let plan = options.plan(grouped.max_positives)?;
     let mut notes = plan.notes.clone();
+    let mut stage_seconds = Vec::new();
     if plan.range_max_derived {
         notes.push(format!(
             "range_max set to {} based on the provided parameters",
@@ -220,6 +231,7 @@ pub fn mine_hard_negatives(
         fingerprint.as_deref(),
         progress,
         &mut notes,
+        &mut stage_seconds,
     )?;
     let query_embeddings = embed_cached(
         embedder,
@@ -230,6 +242,7 @@ pub fn mine_hard_negatives(
         fingerprint.as_deref(),
         progress,
         &mut notes,
+        &mut stage_seconds,
     )?;
 
     let mut positive_scores: Vec<f32> = grouped
@@ -252,6 +265,7 @@ pub fn mine_hard_negatives(
         (corpus_len, dim),
         embedder.model().device(),
     )?;
+    let started = Instant::now();
     progress.start("searching", grouped.queries.len());
     let mut candidates = exact_top_k(
         &query_embeddings,
@@ -261,12 +275,15 @@ pub fn mine_hard_negatives(
         &mut |n| progress.advance(n),
     )?;
     progress.finish();
+    stage_seconds.push(("searching".into(), started.elapsed().as_secs_f64()));
     drop(corpus_tensor);
     drop(query_embeddings);
 
     let rescored = match teacher {
         Some(teacher) if plan.wants_rescoring => {
+            let started = Instant::now();
             positive_scores = rescore(teacher, &grouped, &mut candidates, progress)?;
+            stage_seconds.push(("rescoring".into(), started.elapsed().as_secs_f64()));
             true
         }
         Some(teacher) => {
@@ -279,6 +296,7 @@ pub fn mine_hard_negatives(
         None => false,
     };
 
+    let started = Instant::now();
     if !options.include_positives {
         mask_positives(&mut candidates, &grouped.positives);
     }
@@ -317,6 +335,7 @@ pub fn mine_hard_negatives(
         },
     )?;
 
+    stage_seconds.push(("selecting".into(), started.elapsed().as_secs_f64()));
     let mut adjustable = vec!["range_max"];
     if options.range_min > 0 {
         adjustable.push("range_min");
@@ -345,6 +364,7 @@ pub fn mine_hard_negatives(
         rows_written: built.table.num_rows(),
         adjustable,
         notes,
+        stage_seconds,
     };
     Ok(Mined {
         table: built.table,

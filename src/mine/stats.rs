@@ -106,6 +106,9 @@ pub struct MineReport {
     pub adjustable: Vec<&'static str>,
     /// Notes about the options (forced format, unused teacher, loaded caches).
     pub notes: Vec<String>,
+    /// Wall-clock seconds per stage (`embedding corpus`, `embedding queries`, `searching`,
+    /// `rescoring`, `selecting`), in order; a stage served from the cache is absent.
+    pub stage_seconds: Vec<(String, f64)>,
 }
 
 impl MineReport {
@@ -152,7 +155,8 @@ impl std::fmt::Display for MineReport {
             &thousands(self.negative.count),
             "",
         )?;
-        let metrics: [(&str, fn(&ScoreSummary) -> f64); 8] = [
+        type Metric = (&'static str, fn(&ScoreSummary) -> f64);
+        let metrics: [Metric; 8] = [
             ("Mean", |s| s.mean),
             ("Median", |s| s.median),
             ("Std", |s| s.std),
@@ -240,6 +244,7 @@ mod tests {
             rows_written: 6,
             adjustable: vec!["range_max", "absolute_margin"],
             notes: vec![],
+            stage_seconds: vec![],
         };
         let text = report.to_string();
         let lines: Vec<&str> = text.lines().collect();

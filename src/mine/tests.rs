@@ -524,7 +524,7 @@ fn random_sampling_is_deterministic_and_draws_from_the_window() {
         ..MineOptions::default()
     };
     let first = mine(&options);
-    assert_eq!(first, mine(&options));
+    assert_eq!(first.table, mine(&options).table);
     let others: Vec<Mined> = (0..6)
         .map(|seed| {
             mine(&MineOptions {
