@@ -26,6 +26,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod hub;
 pub mod loss;
+pub mod mine;
 pub mod model;
 pub mod pipeline;
 pub mod recipe;

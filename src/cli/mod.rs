@@ -2,7 +2,9 @@
 //! [`run`] and maps the outcome to an exit code.
 
 mod cache;
+mod convert;
 mod eval;
+mod mine;
 mod predict;
 mod progress;
 mod rank;
@@ -43,6 +45,10 @@ enum Command {
     /// Teacher-score cache tools.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Mine hard negatives for (anchor, positive) pairs with an embedding model.
+    Mine(Box<mine::MineArgs>),
+    /// Convert a dataset between the loss input formats.
+    Convert(convert::ConvertArgs),
     /// Recipe tools.
     #[command(subcommand)]
     Recipe(train::RecipeCommand),
@@ -62,6 +68,8 @@ pub fn run() -> Result<Outcome> {
         Command::Eval(args) => eval::run(*args),
         Command::Score(args) => score::run(args),
         Command::Cache(command) => cache::run(command),
+        Command::Mine(args) => mine::run(*args),
+        Command::Convert(args) => convert::run(args),
     }
 }
 

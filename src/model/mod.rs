@@ -4,6 +4,7 @@
 //! crossdistill owns its encoder: [`ops`] has the fused LayerNorm and masked softmax with
 //! analytic backward passes, [`CrossEncoder`] the model.
 
+pub mod bi_encoder;
 mod config;
 mod cross_encoder;
 mod encoder;

@@ -5,6 +5,7 @@ mod card;
 mod common;
 mod custom_loss;
 mod eval_cli;
+mod mine;
 mod model_parity;
 mod model_training;
 mod onnx_teacher;
