@@ -24,7 +24,7 @@ pub struct Candidates {
 impl Candidates {
     /// Candidates from row-major slots (`indices.len() == scores.len() == rows × k`).
     pub fn new(k: usize, indices: Vec<Option<usize>>, scores: Vec<f32>) -> Result<Self> {
-        if k == 0 || indices.len() != scores.len() || indices.len() % k != 0 {
+        if k == 0 || indices.len() != scores.len() || !indices.len().is_multiple_of(k) {
             return Err(Error::invalid(format!(
                 "candidates need rows of k={k} slots with one score each, found {} indices and {} scores",
                 indices.len(),

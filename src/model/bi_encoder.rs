@@ -151,7 +151,7 @@ pub struct Embeddings {
 impl Embeddings {
     /// Wrap row-major `values`; their count must be a multiple of `dim` (≥ 1).
     pub fn new(dim: usize, values: Vec<f32>) -> Result<Self> {
-        if dim == 0 || values.len() % dim != 0 {
+        if dim == 0 || !values.len().is_multiple_of(dim) {
             return Err(Error::invalid(format!(
                 "embeddings of dimension {dim} need a multiple of {dim} values, found {}",
                 values.len()
