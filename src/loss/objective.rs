@@ -341,6 +341,7 @@ pub struct ListwiseLoss<C: Send> {
     kind: &'static str,
     config: C,
     math: fn(&Tensor, &Tensor, &Tensor, &C) -> Result<Tensor>,
+    mini_batch_size: fn(&C) -> Option<i64>,
     config_dict: fn(&C) -> serde_json::Value,
     citation: Option<&'static str>,
 }
@@ -382,7 +383,18 @@ impl<C: Send> Loss for ListwiseLoss<C> {
             }
             pairs.extend(docs.into_iter().map(|d| (*query, d)));
         }
-        let logits = student_logits(student, &pairs, Some(dropout))?.narrow(1, 0, 1)?;
+        // Forward in chunks of `mini_batch_size` pairs, as sentence-transformers does (this bounds
+        // the size of one forward pass; the chunks' graphs are kept for the backward pass).
+        let chunk = super::listwise_chunk_size(
+            (self.mini_batch_size)(&self.config),
+            queries.len(),
+            pairs.len(),
+        );
+        let mut chunks = Vec::with_capacity(pairs.len().div_ceil(chunk));
+        for part in pairs.chunks(chunk) {
+            chunks.push(student_logits(student, part, Some(&mut *dropout))?.narrow(1, 0, 1)?);
+        }
+        let logits = Tensor::cat(&chunks, 0)?;
         let padded = super::pad_lists(&logits, labels)?;
         Ok(LossValue::Graph((self.math)(
             &padded.logits,
@@ -437,6 +449,7 @@ macro_rules! listwise {
                 kind: $kind,
                 config: <$config>::from_params(params)?,
                 math: $math,
+                mini_batch_size: |config: &$config| config.mini_batch_size,
                 config_dict: <$config>::config_dict,
                 citation: $citation,
             }))

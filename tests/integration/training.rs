@@ -467,3 +467,57 @@ fn every_shipped_recipe_checks_and_trains_two_steps() {
         assert!(out.path().join("run/final/README.md").is_file());
     }
 }
+
+#[test]
+fn listwise_mini_batch_size_changes_memory_not_the_loss() {
+    let (_dir, model) = no_dropout_student();
+    let rows: Vec<Row> = (0..3)
+        .map(|q| Row {
+            line: q + 1,
+            fields: vec![
+                Field::Text(format!("query {q}")),
+                Field::List(
+                    (0..(q + 2))
+                        .map(|d| format!("document {d} for {q}"))
+                        .collect(),
+                ),
+            ],
+            label: None,
+        })
+        .collect();
+    let labels: Vec<Vec<f32>> = (0..3)
+        .map(|q| (0..(q + 2)).map(|d| ((q + d) % 3) as f32).collect())
+        .collect();
+    for kind in ["list_net", "lambda", "list_mle"] {
+        let mut values = Vec::new();
+        for params in [
+            "",
+            "mini_batch_size = 1",
+            "mini_batch_size = 4",
+            "mini_batch_size = -1",
+        ] {
+            let table: toml::Table = params.parse().unwrap();
+            let mut loss = LossRegistry::default().build(kind, &table, 1).unwrap();
+            let input = LossInput {
+                examples: &rows,
+                labels: Some(&labels),
+                seed: 0,
+            };
+            let LossValue::Graph(value) =
+                loss.compute(&model, &input, &mut Dropout::new(0)).unwrap()
+            else {
+                panic!("graph")
+            };
+            values.push(
+                value
+                    .to_dtype(candle_core::DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap(),
+            );
+        }
+        for v in &values {
+            assert!((v - values[0]).abs() < 1e-5, "{kind}: {values:?}");
+        }
+    }
+}
