@@ -11,7 +11,7 @@ use super::optim::AdamW;
 use super::trainer::LogWindow;
 use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, StagedDir};
-use crate::model::{CrossEncoder, ScoreActivation};
+use crate::model::CrossEncoder;
 use crate::pipeline::DataPosition;
 
 /// What the trainer needs besides weights and optimizer to continue.
@@ -174,9 +174,4 @@ pub fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
         out.push('\n');
     }
     write_atomic(path, out.as_bytes())
-}
-
-/// Keep the activation choice in one place for checkpoints and the final model.
-pub fn saved_activation(student: &CrossEncoder) -> ScoreActivation {
-    student.default_activation()
 }
