@@ -151,7 +151,7 @@ print("PEER", len(texts) / (time.perf_counter() - started), torch.get_num_thread
         with open(sub_pairs, "w") as f:
             f.write(json.dumps({"query": "a query", "positive": corpus[0]}) + "\n")
         sub = [binary, "mine", "--model", model_dir, "--input", sub_pairs, "--corpus", sub_corpus,
-               "--output", os.path.join(out_dir, "sub.jsonl"), "--batch-size", batch_size]
+               "--output", os.path.join(out_dir, "sub.jsonl"), "--batch-size", batch_size, "--no-cache"]
         proc = subprocess.run(sub, capture_output=True, text=True)
         line = next(l for l in proc.stderr.splitlines() if l.startswith("stages: "))
         stage = dict((s.rsplit(" ", 1)[0], float(s.rsplit(" ", 1)[1].rstrip("s")))

@@ -128,9 +128,14 @@ pub struct MineArgs {
     /// Queries scored against the corpus at once (default: about 16 M scores per chunk).
     #[arg(long)]
     pub query_chunk_size: Option<usize>,
-    /// Keep query and corpus embeddings here (.npy, keyed by model, prompt and texts).
+    /// Keep query and corpus embeddings here (.npy, keyed by model, prompt and texts), so that
+    /// mining again with other filters does not embed again. Default:
+    /// $XDG_CACHE_HOME/crossdistill/embeddings (else ~/.cache/crossdistill/embeddings).
     #[arg(long)]
     pub cache_folder: Option<PathBuf>,
+    /// Do not read or write cached embeddings.
+    #[arg(long, conflicts_with = "cache_folder")]
+    pub no_cache: bool,
     /// Text put before every query (e.g. "query: " for e5).
     #[arg(long)]
     pub query_prompt: Option<String>,
@@ -179,6 +184,16 @@ impl MineProgress for Bars {
             bar.finish_and_clear();
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/crossdistill/embeddings`, else `~/.cache/crossdistill/embeddings`; `None`
+/// when neither variable is set.
+fn default_cache_folder() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("crossdistill").join("embeddings"))
 }
 
 /// The candidate documents of `path`.
@@ -284,7 +299,11 @@ pub(super) fn run(args: MineArgs) -> Result<Outcome> {
         batch_size: args.batch_size,
         query_chunk_size: args.query_chunk_size,
         seed: args.seed,
-        cache_folder: args.cache_folder.clone(),
+        cache_folder: if args.no_cache {
+            None
+        } else {
+            args.cache_folder.clone().or_else(default_cache_folder)
+        },
     };
     let mined = mine_hard_negatives(
         &dataset,

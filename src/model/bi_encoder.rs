@@ -31,6 +31,27 @@ use crate::tokenize::{length_sorted_order, EncodedPair};
 /// leaving enough texts to length-sort into well-filled batches.
 const TOKENIZE_WINDOW: usize = 8192;
 
+/// Most `batch × seq_len²` one forward pass may hold (32 texts of 128 tokens). The encoder's
+/// autograd graph keeps every intermediate of a batch alive until the batch ends, and the
+/// attention scores grow with the square of the length, so batches of long texts are made
+/// smaller; embeddings do not depend on how texts are batched.
+const ATTENTION_BUDGET: usize = 32 * 128 * 128;
+
+/// Batch sizes for texts sorted longest first: at most `batch_size` texts each, and fewer where
+/// the batch's longest text would push `batch × len²` over [`ATTENTION_BUDGET`] (at least one).
+pub fn batch_sizes(sorted_lengths: &[usize], batch_size: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut start = 0;
+    while start < sorted_lengths.len() {
+        let longest = sorted_lengths[start].max(1);
+        let fits = (ATTENTION_BUDGET / (longest * longest)).max(1);
+        let size = batch_size.min(fits).min(sorted_lengths.len() - start);
+        sizes.push(size);
+        start += size;
+    }
+    sizes
+}
+
 /// How token states become one sentence vector (sentence-transformers' `Pooling` modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolingMode {
@@ -498,7 +519,11 @@ impl BiEncoder {
             };
             let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
             let order = length_sorted_order(&lengths);
-            for chunk in order.chunks(options.batch_size) {
+            let sorted: Vec<usize> = order.iter().map(|&i| lengths[i]).collect();
+            let mut start = 0;
+            for size in batch_sizes(&sorted, options.batch_size) {
+                let chunk = &order[start..start + size];
+                start += size;
                 let batch: Vec<&EncodedPair> = chunk.iter().map(|&i| &encoded[i]).collect();
                 let pooled = self
                     .embed_encoded(&batch)?
@@ -541,6 +566,18 @@ mod tests {
         "Python is a programming language that lets you work quickly.",
         "ok",
     ];
+
+    #[test]
+    fn long_texts_get_smaller_batches() {
+        // 32 × 128² is the budget: a batch led by a 256-token text holds 8, one led by a
+        // 128-token text 32 (10 × 256, then 40 × 128, then 5 × 10 tokens, longest first).
+        let mut lengths = vec![256; 10];
+        lengths.extend(vec![128; 40]);
+        lengths.extend(vec![10; 5]);
+        assert_eq!(batch_sizes(&lengths, 32), vec![8, 8, 32, 7]);
+        assert_eq!(batch_sizes(&[600, 5], 32), vec![1, 1]);
+        assert_eq!(batch_sizes(&[], 32), Vec::<usize>::new());
+    }
 
     #[test]
     fn pooling_config_follows_sentence_transformers_keys_and_order() {

@@ -58,8 +58,19 @@ fn mine_writes_triplets_that_train_reads_and_prints_the_statistics() {
         "--num-negatives",
         "2",
         "--output-scores",
+        "--cache-folder",
+        &path(dir.path(), "cache"),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("note: saved corpus embeddings to"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
+        2
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.starts_with("Metric       Positive       Negative     Difference"),
@@ -113,6 +124,7 @@ fn mine_writes_parquet_labeled_lists_and_convert_turns_them_into_n_tuples() {
         "labeled-list",
         "--num-negatives",
         "3",
+        "--no-cache",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let reader = DataSource::new("lists.parquet", dir.path()).open().unwrap();
@@ -164,6 +176,7 @@ fn bad_windows_and_formats_exit_2_with_the_values() {
         "6",
         "--num-negatives",
         "2",
+        "--no-cache",
     ]);
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
@@ -190,4 +203,46 @@ fn bad_windows_and_formats_exit_2_with_the_values() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn a_teacher_rescores_when_max_score_is_set() {
+    let dir = setup();
+    let model = fixture("tiny-bert-ce");
+    let output = crossdistill(&[
+        "mine",
+        "--model",
+        model.to_str().unwrap(),
+        "--teacher",
+        model.to_str().unwrap(),
+        "--max-score",
+        "1.0",
+        "--input",
+        &path(dir.path(), "pairs.jsonl"),
+        "--corpus",
+        &path(dir.path(), "corpus.jsonl"),
+        "--output",
+        &path(dir.path(), "rescored.jsonl"),
+        "--output-format",
+        "n-tuple",
+        "--num-negatives",
+        "2",
+        "--output-scores",
+        "--no-cache",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rescoring"), "{}", stderr(&output));
+    // The tiny teacher's config names a sigmoid activation: every score is in (0, 1), and the
+    // two negatives come best first.
+    for row in lines(&dir.path().join("rescored.jsonl")) {
+        let scores: Vec<f64> = row["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect();
+        assert_eq!(scores.len(), 3);
+        assert!(scores.iter().all(|s| *s > 0.0 && *s < 1.0), "{scores:?}");
+        assert!(scores[1] >= scores[2], "{scores:?}");
+    }
 }
