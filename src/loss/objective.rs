@@ -557,12 +557,18 @@ fn mnrl_texts<'a>(examples: &'a [Row], kind: &str) -> Result<(Vec<&'a str>, Vec<
     Ok((anchors, candidates))
 }
 
-fn mnrl_pair_texts<'a>(
-    pairs: &super::MnrlPairs,
-    anchors: &[&'a str],
-    candidates: &[Vec<&'a str>],
-) -> Vec<(&'a str, &'a str)> {
-    pairs
+/// The (anchor, document) pairs one MNRL step scores, with in-batch negatives sampled from the
+/// step's seed, and their texts in the same order.
+fn sampled_pairs<'a>(
+    input: &LossInput<'a>,
+    kind: &str,
+    num_negatives: super::NumNegatives,
+) -> Result<(super::MnrlPairs, Vec<(&'a str, &'a str)>)> {
+    use rand::SeedableRng;
+    let (anchors, candidates) = mnrl_texts(input.examples, kind)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
+    let pairs = super::mnrl_pairs(anchors.len(), candidates.len(), num_negatives, &mut rng)?;
+    let texts = pairs
         .pairs
         .iter()
         .map(|p| {
@@ -571,7 +577,8 @@ fn mnrl_pair_texts<'a>(
                 candidates[p.candidate.column][p.candidate.row],
             )
         })
-        .collect()
+        .collect();
+    Ok((pairs, texts))
 }
 
 /// MultipleNegativesRankingLoss: each anchor against its positive, `num_negatives` in-batch
@@ -592,16 +599,7 @@ impl Loss for MultipleNegativesRankingLoss {
         input: &LossInput,
         dropout: &mut Dropout,
     ) -> Result<LossValue> {
-        use rand::SeedableRng;
-        let (anchors, candidates) = mnrl_texts(input.examples, self.kind())?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
-        let pairs = super::mnrl_pairs(
-            anchors.len(),
-            candidates.len(),
-            self.config.num_negatives,
-            &mut rng,
-        )?;
-        let texts = mnrl_pair_texts(&pairs, &anchors, &candidates);
+        let (pairs, texts) = sampled_pairs(input, self.kind(), self.config.num_negatives)?;
         let logits = student_logits(student, &texts, Some(dropout))?.narrow(1, 0, 1)?;
         let scores = pairs.score_matrix(&logits)?;
         Ok(LossValue::Graph(super::multiple_negatives_ranking(
@@ -643,16 +641,7 @@ impl Loss for CachedMultipleNegativesRankingLoss {
         input: &LossInput,
         _dropout: &mut Dropout,
     ) -> Result<LossValue> {
-        use rand::SeedableRng;
-        let (anchors, candidates) = mnrl_texts(input.examples, self.kind())?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
-        let pairs = super::mnrl_pairs(
-            anchors.len(),
-            candidates.len(),
-            self.config.num_negatives,
-            &mut rng,
-        )?;
-        let texts = mnrl_pair_texts(&pairs, &anchors, &candidates);
+        let (pairs, texts) = sampled_pairs(input, self.kind(), self.config.num_negatives)?;
         let chunks = super::chunk_ranges(texts.len(), self.config.mini_batch_size);
         // Pass 1: logits of every chunk, detached.
         let mut detached = Vec::with_capacity(chunks.len());
