@@ -67,7 +67,7 @@ fn main() {
         no_duplicates: false,
         teacher_pairs: 64,
         capacity: 4,
-        teacher_fields: None,
+        columns: None,
     };
     let start_rss = rss_mib();
     let started = Instant::now();

@@ -76,10 +76,11 @@ pub(super) fn run(args: TrainArgs) -> Result<Outcome> {
     let recipe = crate::recipe::load(&args.recipe, &args.overrides)?;
     let plan = Plan::build(recipe, &LossRegistry::default())?;
     tracing::info!(
-        "student {} ({} parameters), {} rows/epoch, {} steps",
+        "student {} ({} parameters), {} rows/epoch ({} examples), {} steps",
         plan.student.files().name,
         plan.student.params().num_elements(),
         plan.rows_per_epoch,
+        plan.examples_per_epoch,
         plan.total_steps
     );
     let mut progress = CliProgress { bar: None };

@@ -14,6 +14,7 @@
 //! [`Error::Thread`] — never as a hang.
 
 mod batcher;
+mod columns;
 mod shuffle;
 
 use std::thread::JoinHandle;
@@ -21,6 +22,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 pub use batcher::{batch_examples, Batcher};
+pub use columns::ColumnRoles;
 pub use shuffle::ShuffleBuffer;
 
 use crate::data::{DataSource, Field, Label, Row};
@@ -76,9 +78,9 @@ pub struct ProducerConfig {
     pub teacher_pairs: usize,
     /// Batches the channel holds (backpressure).
     pub capacity: usize,
-    /// Which input columns the teacher reads (indices into the example's fields), when it reads
-    /// others than the student (parallel data). Default: the student's columns.
-    pub teacher_fields: Option<Vec<usize>>,
+    /// Parallel data: the student's column groups (one example per group and row) and the
+    /// teacher's columns. `None`: the student and the teacher read every field of a row.
+    pub columns: Option<ColumnRoles>,
 }
 
 /// The (column 0, document) pairs the teacher scores for an example, in order.
@@ -232,6 +234,14 @@ fn produce_inner(
         } else {
             Box::new(rows)
         };
+        let rows = match &config.columns {
+            Some(roles) => expand_rows(rows, roles.clone(), teacher.is_some()),
+            None => rows,
+        };
+        let teacher_fields = config
+            .columns
+            .as_ref()
+            .and_then(ColumnRoles::teacher_fields);
         let skip = if epoch == config.start.epoch {
             config.start.batches
         } else {
@@ -252,8 +262,7 @@ fn produce_inner(
             };
             if teacher.is_some() {
                 for example in &examples {
-                    pending_pairs +=
-                        teacher_pairs(example, config.teacher_fields.as_deref())?.len();
+                    pending_pairs += teacher_pairs(example, teacher_fields.as_deref())?.len();
                 }
             }
             pending.push(Batch {
@@ -286,24 +295,20 @@ fn flush(
         return Ok(true);
     }
     if let Some(teacher) = teacher {
+        let teacher_fields = config
+            .columns
+            .as_ref()
+            .and_then(ColumnRoles::teacher_fields);
         let mut pairs = Vec::new();
         let mut counts = Vec::new();
         for batch in pending.iter() {
             for example in &batch.examples {
-                let example_pairs = teacher_pairs(example, config.teacher_fields.as_deref())?;
+                let example_pairs = teacher_pairs(example, teacher_fields.as_deref())?;
                 counts.push(example_pairs.len());
                 pairs.extend(example_pairs);
             }
         }
-        let scores = teacher.score(&pairs)?;
-        if scores.len() != pairs.len() {
-            return Err(Error::invalid(format!(
-                "teacher {} returned {} scores for {} pairs",
-                teacher.describe(),
-                scores.len(),
-                pairs.len()
-            )));
-        }
+        let scores = score_unique(teacher, &pairs)?;
         let mut offset = 0;
         let mut counts = counts.into_iter();
         for batch in pending.iter_mut() {
@@ -315,6 +320,13 @@ fn flush(
             }
             batch.teacher_scores = Some(per_example);
         }
+        if let Some(roles) = config.columns.as_ref().filter(|r| r.has_teacher_columns()) {
+            for batch in pending.iter_mut() {
+                for example in &mut batch.examples {
+                    example.fields.truncate(roles.student_width());
+                }
+            }
+        }
     }
     for batch in pending.drain(..) {
         if !send(sender, Ok(batch)) {
@@ -322,6 +334,48 @@ fn flush(
         }
     }
     Ok(true)
+}
+
+/// Rows expanded into one example per student column group (parallel data).
+fn expand_rows<'a>(
+    rows: Box<dyn Iterator<Item = Result<Row>> + 'a>,
+    roles: ColumnRoles,
+    for_teacher: bool,
+) -> Box<dyn Iterator<Item = Result<Row>> + 'a> {
+    Box::new(rows.flat_map(move |row| {
+        let examples = row.and_then(|row| roles.expand(&row, for_teacher));
+        match examples {
+            Ok(examples) => examples.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => vec![Err(error)],
+        }
+    }))
+}
+
+/// The teacher's scores of `pairs`, scoring each distinct pair once (parallel data repeats the
+/// teacher's pair for every student language of a row).
+pub fn score_unique(teacher: &mut dyn Teacher, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+    let mut first: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::with_capacity(pairs.len());
+    let mut unique = Vec::new();
+    let slots: Vec<usize> = pairs
+        .iter()
+        .map(|&pair| {
+            *first.entry(pair).or_insert_with(|| {
+                unique.push(pair);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    let scores = teacher.score(&unique)?;
+    if scores.len() != unique.len() {
+        return Err(Error::invalid(format!(
+            "teacher {} returned {} scores for {} pairs",
+            teacher.describe(),
+            scores.len(),
+            unique.len()
+        )));
+    }
+    Ok(slots.into_iter().map(|slot| scores[slot]).collect())
 }
 
 /// The label of an example as a flat list (a scalar becomes one value).

@@ -341,6 +341,62 @@ impl Reader {
         })
     }
 
+    /// A list of column names, or a list of such lists (one group each) of equal length.
+    fn column_groups(
+        &mut self,
+        section: &mut Section<'_>,
+        name: &'static str,
+    ) -> Option<Vec<Vec<String>>> {
+        fn names(node: &Node) -> Option<Vec<String>> {
+            let Value::Array(items) = &node.value else {
+                return None;
+            };
+            let names: Option<Vec<String>> = items
+                .iter()
+                .map(|item| match &item.value {
+                    Value::String(text) => Some(text.clone()),
+                    _ => None,
+                })
+                .collect();
+            names.filter(|names| !names.is_empty())
+        }
+        let groups = self.read(
+            section,
+            name,
+            "a non-empty array of column names, or an array of such arrays (one per language)",
+            |node| {
+                let Value::Array(items) = &node.value else {
+                    return None;
+                };
+                if items
+                    .iter()
+                    .all(|item| matches!(item.value, Value::String(_)))
+                {
+                    return names(node).map(|group| vec![group]);
+                }
+                let groups: Option<Vec<Vec<String>>> = items.iter().map(names).collect();
+                groups.filter(|groups| !groups.is_empty())
+            },
+        )?;
+        let width = groups[0].len();
+        if let Some(other) = groups.iter().find(|group| group.len() != width) {
+            let origin = section.table.get(name).map(|entry| entry.origin.clone());
+            self.report(
+                origin.as_ref(),
+                section.key_of(name),
+                format!(
+                    "every column group must have the same length: {:?} has {width} columns, {:?} has {}",
+                    groups[0],
+                    other,
+                    other.len()
+                ),
+                Some("give every language the same columns, e.g. [[\"de_1\", \"de_2\"], [\"es_1\", \"es_2\"]]".to_string()),
+            );
+            return None;
+        }
+        Some(groups)
+    }
+
     fn integers(&mut self, section: &mut Section<'_>, name: &'static str) -> Option<Vec<usize>> {
         self.read(
             section,
@@ -504,7 +560,7 @@ impl Reader {
         let evals = self.evals(&mut top);
         self.finish(top);
 
-        Some(Recipe {
+        let recipe = Recipe {
             version: version?,
             run: run?,
             teachers: teachers.into_iter().collect::<Option<Vec<_>>>()?,
@@ -515,7 +571,97 @@ impl Reader {
             train: train?,
             evals: evals?,
             source,
-        })
+        };
+        self.check_columns(root, &recipe);
+        Some(recipe)
+    }
+
+    /// Parallel-data columns: the teachers read the same columns, as many as each student group,
+    /// and every named column is one the data sections read.
+    fn check_columns(&mut self, root: &Table, recipe: &Recipe) {
+        let student_origin = match root.get("student").map(|entry| &entry.value.value) {
+            Some(Value::Table(table)) => table.get("columns").map(|entry| entry.origin.clone()),
+            _ => None,
+        };
+        let teacher_columns = recipe.teachers.first().and_then(|t| t.columns.clone());
+        for (index, teacher) in recipe.teachers.iter().enumerate().skip(1) {
+            if teacher.columns != teacher_columns {
+                self.report(
+                    teacher.line.map(|line| Origin::File { line }).as_ref(),
+                    format!("teacher.{index}.columns"),
+                    format!(
+                        "the teachers of an ensemble score the same pairs, but this one reads {:?} and the first reads {:?}",
+                        teacher.columns, teacher_columns
+                    ),
+                    Some("give every [[teacher]] the same columns".to_string()),
+                );
+            }
+        }
+        let student_groups = recipe.student.columns.as_deref();
+        if let (Some(columns), None, None) = (&teacher_columns, student_groups, &student_origin) {
+            self.report(
+                recipe.teachers[0].line.map(|line| Origin::File { line }).as_ref(),
+                "teacher.columns".to_string(),
+                format!(
+                    "the teacher reads {columns:?}, but the student's columns are not named"
+                ),
+                Some(
+                    "set [student] columns to the columns the student trains on, e.g. columns = [\"de_1\", \"de_2\"]"
+                        .to_string(),
+                ),
+            );
+        }
+        if let (Some(columns), Some(groups)) = (&teacher_columns, student_groups) {
+            if columns.len() != groups[0].len() {
+                self.report(
+                    student_origin.as_ref(),
+                    "student.columns".to_string(),
+                    format!(
+                        "each student example needs one teacher score per document: the teacher reads {} columns {columns:?}, the student {} columns {:?}",
+                        columns.len(),
+                        groups[0].len(),
+                        groups[0]
+                    ),
+                    Some("name as many student columns (per group) as teacher columns".to_string()),
+                );
+            }
+        }
+        if teacher_columns.is_none() && student_groups.is_none() {
+            return;
+        }
+        let data_sections = std::iter::once(("data.train", &recipe.data.train))
+            .chain(recipe.data.eval.iter().map(|eval| ("data.eval", eval)));
+        for (key, data) in data_sections {
+            let Some(read) = &data.columns else { continue };
+            let named = student_groups
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|name| ("student.columns", name))
+                .chain(
+                    teacher_columns
+                        .iter()
+                        .flatten()
+                        .map(|name| ("teacher.columns", name)),
+                );
+            for (role, name) in named {
+                if !read.contains(name) {
+                    let origin = if role == "student.columns" {
+                        student_origin.clone()
+                    } else {
+                        recipe.teachers[0].line.map(|line| Origin::File { line })
+                    };
+                    self.report(
+                        origin.as_ref(),
+                        role.to_string(),
+                        format!("column {name:?} is not among the columns {key} reads: {read:?}"),
+                        Some(format!(
+                            "add {name:?} to {key}.columns, or remove {key}.columns to read every column the student and teacher name"
+                        )),
+                    );
+                }
+            }
+        }
     }
 
     fn version(&mut self, top: &mut Section<'_>) -> Option<u32> {
@@ -646,7 +792,7 @@ impl Reader {
         let max_length = self.positive_integer(&mut section, "max_length");
         let num_labels = self.positive_integer(&mut section, "num_labels");
         let layers = self.integers(&mut section, "layers");
-        let columns = self.strings(&mut section, "columns");
+        let columns = self.column_groups(&mut section, "columns");
         self.finish(section);
         Some(StudentSection {
             model: model?,

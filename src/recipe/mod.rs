@@ -43,8 +43,9 @@ use crate::error::{Error, Result};
 pub use problem::Problem;
 pub use schema::{
     Activation, BatchSampler, CacheSection, DataSection, DataSections, EvalSection, LabelSource,
-    LossSection, ModelRef, OnNan, Recipe, RecipeSource, RunSection, Scheduler, StudentSection,
-    TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS, LOSS_KINDS,
+    LossSection, ModelRef, OnNan, ParallelColumns, Recipe, RecipeSource, RunSection, Scheduler,
+    StudentSection, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
+    LOSS_KINDS,
 };
 
 /// Read and validate the recipe at `path` with `overrides` (`KEY=VALUE` strings from `--set`)

@@ -52,7 +52,10 @@ impl Recipe {
         insert_some(
             &mut student,
             "columns",
-            self.student.columns.as_deref().map(strings),
+            self.student.columns.as_deref().map(|groups| match groups {
+                [group] => strings(group),
+                groups => Value::Array(groups.iter().map(|group| strings(group)).collect()),
+            }),
         );
         document.insert("student".into(), student.into());
 

@@ -242,7 +242,54 @@ pub struct StudentSection {
     /// `layers`: keep only these encoder layers (0-based) when initialising; `None` = all.
     pub layers: Option<Vec<usize>>,
     /// `columns`: the data columns the student reads, in order; `None` = the data's columns.
-    pub columns: Option<Vec<String>>,
+    /// Several groups (`[["de_1", "de_2"], ["es_1", "es_2"]]`) make one example per group from
+    /// every row (parallel data in several languages); one flat list is one group.
+    pub columns: Option<Vec<Vec<String>>>,
+}
+
+/// The columns of parallel-data distillation (`[student] columns`, `[teacher] columns`): the
+/// student trains on each group of a row, with the teacher's scores of the teacher's columns of
+/// the same row (e.g. the teacher scores the English pair, the student learns them on the German
+/// and Spanish translations).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelColumns {
+    /// Student column groups, all of one length; each row gives one example per group.
+    pub student: Vec<Vec<String>>,
+    /// The teacher's columns; `None` = the teacher reads each student group itself.
+    pub teacher: Option<Vec<String>>,
+}
+
+impl ParallelColumns {
+    /// The columns `data` must read: its own `columns` when given, else every column the student
+    /// and the teacher name, in first-mention order.
+    pub fn read(&self, data: &DataSection) -> Vec<String> {
+        if let Some(columns) = &data.columns {
+            return columns.clone();
+        }
+        let mut read: Vec<String> = Vec::new();
+        for name in self
+            .student
+            .iter()
+            .flatten()
+            .chain(self.teacher.iter().flatten())
+        {
+            if !read.contains(name) {
+                read.push(name.clone());
+            }
+        }
+        read
+    }
+}
+
+impl Recipe {
+    /// The parallel-data columns, when `[student] columns` names them.
+    pub fn parallel_columns(&self) -> Option<ParallelColumns> {
+        let student = self.student.columns.clone()?;
+        Some(ParallelColumns {
+            student,
+            teacher: self.teachers.first().and_then(|t| t.columns.clone()),
+        })
+    }
 }
 
 /// `[data]`.

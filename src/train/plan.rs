@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
+use crate::pipeline::ColumnRoles;
 use crate::recipe::{Activation, DataSection, LabelSource, Recipe, Scheduler, TeacherKind};
 use crate::teacher::{CandleTeacher, Ensemble, OnnxTeacher, Teacher};
 
@@ -45,8 +46,13 @@ pub struct Plan {
     pub train_source: DataSource,
     /// Held-out data, if any.
     pub eval_source: Option<DataSource>,
+    /// Parallel data: the student's column groups and the teacher's columns (`[student]
+    /// columns`), as field indices of the train and held-out sources.
+    pub columns: Option<ColumnRoles>,
     /// Rows per epoch (after `max_rows`).
     pub rows_per_epoch: usize,
+    /// Training examples per epoch: rows × student column groups.
+    pub examples_per_epoch: usize,
     /// Optimizer steps per epoch.
     pub steps_per_epoch: usize,
     /// Optimizer steps of the run.
@@ -178,8 +184,29 @@ impl Plan {
                 weight: section.weight,
             });
         }
-        let train_source = data_source(&recipe.data.train)?;
-        let eval_source = recipe.data.eval.as_ref().map(data_source).transpose()?;
+        let mut train_source = data_source(&recipe.data.train)?;
+        let mut eval_source = recipe.data.eval.as_ref().map(data_source).transpose()?;
+        let columns = match recipe.parallel_columns() {
+            Some(parallel) => {
+                let read = parallel.read(&recipe.data.train);
+                let roles = ColumnRoles::from_names(&parallel, &read)?;
+                train_source.columns = Some(read);
+                if let (Some(source), Some(section)) = (&mut eval_source, &recipe.data.eval) {
+                    let read = parallel.read(section);
+                    if ColumnRoles::from_names(&parallel, &read)? != roles {
+                        return Err(Error::invalid(format!(
+                            "data.eval reads its columns in another order than data.train ({:?} vs {:?})",
+                            read,
+                            train_source.columns
+                        ))
+                        .with_hint("give data.eval the same columns as data.train, or leave both unset"));
+                    }
+                    source.columns = Some(read);
+                }
+                Some(roles)
+            }
+            None => None,
+        };
         let mut rows_per_epoch = count_rows(&train_source)?;
         if let Some(max) = recipe.data.train.max_rows {
             rows_per_epoch = rows_per_epoch.min(max);
@@ -191,7 +218,8 @@ impl Plan {
             )));
         }
         let train = &recipe.train;
-        let batches_per_epoch = rows_per_epoch.div_ceil(train.batch_size);
+        let examples_per_epoch = rows_per_epoch * columns.as_ref().map_or(1, ColumnRoles::groups);
+        let batches_per_epoch = examples_per_epoch.div_ceil(train.batch_size);
         let steps_per_epoch = batches_per_epoch
             .div_ceil(train.gradient_accumulation)
             .max(1);
@@ -234,7 +262,9 @@ impl Plan {
             losses,
             train_source,
             eval_source,
+            columns,
             rows_per_epoch,
+            examples_per_epoch,
             steps_per_epoch,
             total_steps,
             epochs,

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, write_atomic};
 use crate::loss::{LossInput, LossValue};
 use crate::model::{CrossEncoder, Dropout, ScoreActivation};
-use crate::pipeline::{label_values, teacher_pairs, Batch, Producer, ProducerConfig};
+use crate::pipeline::{label_values, teacher_pairs, Batch, ColumnRoles, Producer, ProducerConfig};
 use crate::recipe::{BatchSampler, LabelSource, OnNan};
 use crate::teacher::Teacher;
 
@@ -123,9 +123,11 @@ pub fn train(
 
     // Held-out agreement before training (teacher scores computed once, kept for the end).
     let mut held_out = match (&plan.eval_source, plan.teacher.as_mut()) {
-        (Some(source), Some(teacher)) if state.step == 0 || resume => {
-            Some(HeldOut::new(source, teacher.as_mut())?)
-        }
+        (Some(source), Some(teacher)) if state.step == 0 || resume => Some(HeldOut::new(
+            source,
+            plan.columns.as_ref(),
+            teacher.as_mut(),
+        )?),
         _ => None,
     };
     let agreement_before = match &held_out {
@@ -146,7 +148,7 @@ pub fn train(
         no_duplicates: train.batch_sampler == BatchSampler::NoDuplicates,
         teacher_pairs: plan.recipe.teachers.first().map_or(64, |t| t.batch_size),
         capacity: train.channel_capacity,
-        teacher_fields: None,
+        columns: plan.columns.clone(),
     };
     let teacher_used = plan.losses.iter().any(|l| l.labels == LabelSource::Teacher);
     let teacher = if teacher_used {
@@ -547,21 +549,52 @@ struct HeldOut {
 }
 
 impl HeldOut {
-    fn new(source: &crate::data::DataSource, teacher: &mut dyn Teacher) -> Result<Self> {
-        let mut pairs = Vec::new();
+    /// Teacher scores of the held-out rows. With parallel columns the student is judged on each
+    /// of its column groups against the teacher's score of the teacher's columns.
+    fn new(
+        source: &crate::data::DataSource,
+        columns: Option<&ColumnRoles>,
+        teacher: &mut dyn Teacher,
+    ) -> Result<Self> {
+        let teacher_fields = columns.and_then(ColumnRoles::teacher_fields);
+        let mut student_pairs = Vec::new();
+        let mut teacher_pairs_text = Vec::new();
         for row in source.open()? {
             let row: Row = row?;
-            for (q, d) in teacher_pairs(&row, None)? {
-                pairs.push((q.to_string(), d.to_string()));
+            let examples = match columns {
+                Some(roles) => roles.expand(&row, true)?,
+                None => vec![row],
+            };
+            for example in examples {
+                let width = columns.map_or(example.fields.len(), ColumnRoles::student_width);
+                let scored = teacher_pairs(&example, teacher_fields.as_deref())?;
+                let mut student_view = example.clone();
+                student_view.fields.truncate(width);
+                let learned = teacher_pairs(&student_view, None)?;
+                if learned.len() != scored.len() {
+                    return Err(Error::invalid(format!(
+                        "held-out row {}: the student reads {} pairs, the teacher scores {}",
+                        example.line,
+                        learned.len(),
+                        scored.len()
+                    )));
+                }
+                for ((q, d), (tq, td)) in learned.into_iter().zip(scored) {
+                    student_pairs.push((q.to_string(), d.to_string()));
+                    teacher_pairs_text.push((tq.to_string(), td.to_string()));
+                }
             }
         }
-        let refs: Vec<(&str, &str)> = pairs
+        let refs: Vec<(&str, &str)> = teacher_pairs_text
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
-        let teacher_scores = teacher.score(&refs)?.into_iter().map(f64::from).collect();
+        let teacher_scores = crate::pipeline::score_unique(teacher, &refs)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
         Ok(Self {
-            pairs,
+            pairs: student_pairs,
             teacher_scores,
             activation: ScoreActivation::Identity,
         })

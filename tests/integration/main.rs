@@ -8,6 +8,7 @@ mod eval_cli;
 mod mine;
 mod model_parity;
 mod model_training;
+mod multilingual;
 mod onnx_teacher;
 mod pipeline;
 mod predict_cli;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossdistill::data::{DataSource, Field};
 use crossdistill::error::{Error, Result};
-use crossdistill::pipeline::{DataPosition, Producer, ProducerConfig};
+use crossdistill::pipeline::{ColumnRoles, DataPosition, Producer, ProducerConfig};
 use crossdistill::teacher::Teacher;
 
 /// Scores a pair as `len(query) + len(passage) / 100`; can fail or panic on call `fail_at`.
@@ -85,7 +85,7 @@ fn config(source: DataSource, capacity: usize) -> ProducerConfig {
         no_duplicates: false,
         teacher_pairs: 1,
         capacity,
-        teacher_fields: None,
+        columns: None,
     }
 }
 
@@ -266,4 +266,71 @@ fn resume_position_skips_batches_already_trained() {
     for (a, b) in rest.iter().zip(&all[7..]) {
         assert_eq!(a.examples, b.examples, "same shuffled order after resume");
     }
+}
+
+#[test]
+fn parallel_columns_label_every_language_with_the_teacher_score_of_its_row() {
+    // Rows hold one pair in English and German; the teacher reads English, the student trains on
+    // both: two examples per row, each labelled with the score of the row's English pair, and
+    // each English pair scored once.
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..6)
+        .map(|i| {
+            serde_json::json!({
+                "en_1": format!("q{i}"), "en_2": format!("passage {i}"),
+                "de_1": format!("frage {i}"), "de_2": format!("abschnitt nummer {i}")
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("train.jsonl"), lines.join("\n")).unwrap();
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let parallel = crossdistill::recipe::ParallelColumns {
+        student: vec![names(&["en_1", "en_2"]), names(&["de_1", "de_2"])],
+        teacher: Some(names(&["en_1", "en_2"])),
+    };
+    let mut source = DataSource::new("train.jsonl", dir.path());
+    let read = parallel.read(&crossdistill::recipe::DataSection {
+        path: "train.jsonl".into(),
+        base_dir: dir.path().to_path_buf(),
+        columns: None,
+        label: None,
+        names: None,
+        format: None,
+        max_rows: None,
+    });
+    assert_eq!(read, names(&["en_1", "en_2", "de_1", "de_2"]));
+    source.columns = Some(read.clone());
+    let mut config = config(source, 2);
+    config.teacher_pairs = 64;
+    config.columns = Some(ColumnRoles::from_names(&parallel, &read).unwrap());
+    let (teacher, _, scored) = FakeTeacher::new();
+    let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
+    let mut seen = Vec::new();
+    while let Some(batch) = producer.next_batch() {
+        let batch = batch.unwrap();
+        let scores = batch.teacher_scores.unwrap();
+        for (example, scores) in batch.examples.iter().zip(scores) {
+            let texts: Vec<String> = example
+                .fields
+                .iter()
+                .map(|f| match f {
+                    Field::Text(t) => t.clone(),
+                    Field::List(_) => panic!("texts only"),
+                })
+                .collect();
+            let i = (example.line - 1) as f32;
+            let english = fake_score(&format!("q{i}"), &format!("passage {i}"));
+            assert_eq!(scores, vec![english], "row {} {texts:?}", example.line);
+            seen.push(texts);
+        }
+    }
+    assert_eq!(seen.len(), 12, "two examples per row");
+    assert_eq!(seen[0], names(&["q0", "passage 0"]));
+    assert_eq!(seen[1], names(&["frage 0", "abschnitt nummer 0"]));
+    assert_eq!(
+        scored.load(Ordering::SeqCst),
+        6,
+        "each English pair is scored once"
+    );
 }
