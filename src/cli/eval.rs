@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{Map, Value};
 
+use super::progress;
 use super::Outcome;
 use crate::error::{Error, Result};
 use crate::eval::{
     write_csv, AgreementEvaluator, BeirFirstStage, BeirOptions, ClassificationEvaluator,
     CorrelationEvaluator, Evaluator, RerankingEvaluator, RerankingOptions, SampleOptions,
 };
+use crate::model::bi_encoder::{BiEncoder, BiEncoderOptions, EncodeOptions};
 use crate::model::{parse_device, CrossEncoder, LoadOptions};
 
 /// Arguments of `eval`.
@@ -77,20 +79,34 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Keep only these encoder layers (0-based), as a student's `layers` init does.
+    #[arg(long, value_delimiter = ',', value_name = "I,J,..")]
+    pub layers: Option<Vec<usize>>,
+    /// Treat the model as an embedding model (sentence-transformers bi-encoder): a pair's score is
+    /// the cosine similarity of the two texts' pooled embeddings. Correlation only; the zero-shot
+    /// baseline of a student initialised from an embedding model.
+    #[arg(long)]
+    pub bi_encoder: bool,
+    /// Bi-encoder mode: text put before every input (e5 models: "query: ").
+    #[arg(long, requires = "bi_encoder")]
+    pub prompt: Option<String>,
 }
 
 /// The evaluators the arguments ask for, named by their flag, in a fixed order.
+/// `--columns` as the two text columns.
+fn pair_columns(args: &EvalArgs) -> Result<Option<[&str; 2]>> {
+    match args.columns.as_deref() {
+        None => Ok(None),
+        Some([first, second]) => Ok(Some([first.as_str(), second.as_str()])),
+        Some(other) => Err(Error::invalid(format!(
+            "--columns needs two names, found {}",
+            other.len()
+        ))),
+    }
+}
+
 fn build_evaluators(args: &EvalArgs, num_labels: usize) -> Result<Vec<Box<dyn Evaluator>>> {
-    let columns: Option<[&str; 2]> = match args.columns.as_deref() {
-        None => None,
-        Some([first, second]) => Some([first.as_str(), second.as_str()]),
-        Some(other) => {
-            return Err(Error::invalid(format!(
-                "--columns needs two names, found {}",
-                other.len()
-            )))
-        }
-    };
+    let columns = pair_columns(args)?;
     let label = args.label.as_deref();
     let reranking_options = RerankingOptions {
         at_k: args.at_k,
@@ -194,25 +210,120 @@ fn print_table(results: &[(&dyn Evaluator, BTreeMap<String, f64>)]) {
     println!("\n* primary metric");
 }
 
+/// Bi-encoder mode: the correlation of cosine similarities with the gold scores.
+fn evaluate_bi_encoder(
+    args: &EvalArgs,
+    options: &LoadOptions,
+) -> Result<Vec<(CorrelationEvaluator, BTreeMap<String, f64>)>> {
+    let (Some(path), None, None, None, None) = (
+        &args.correlation,
+        &args.reranking,
+        &args.classification,
+        &args.agreement,
+        &args.beir,
+    ) else {
+        return Err(Error::invalid(
+            "--bi-encoder scores pairs by embedding similarity, which only the correlation evaluator uses",
+        )
+        .with_hint("give --correlation F.jsonl alone, or drop --bi-encoder"));
+    };
+    let loaded = BiEncoder::load(
+        &args.model,
+        None,
+        &BiEncoderOptions {
+            device: options.device.clone(),
+            max_seq_length: args.max_length,
+            pooling: None,
+        },
+    )?;
+    let model = match &args.layers {
+        None => loaded,
+        Some(_) => {
+            let pruned = CrossEncoder::load(&args.model, None, options)?;
+            BiEncoder::from_cross_encoder(
+                pruned,
+                loaded.pooling().to_vec(),
+                loaded.prompts().clone(),
+            )?
+        }
+    };
+    let columns = pair_columns(args)?;
+    let evaluator = CorrelationEvaluator::from_jsonl(
+        "correlation",
+        path,
+        columns,
+        args.label.as_deref(),
+        args.batch_size,
+    )?;
+    let pairs = evaluator.pairs();
+    let encode = EncodeOptions {
+        batch_size: args.batch_size,
+        prompt: args.prompt.as_deref(),
+        normalize: true,
+    };
+    let bar = progress::bar(2 * pairs.len() as u64, "texts");
+    let mut tick = |n: usize| bar.inc(n as u64);
+    let left: Vec<&str> = pairs.iter().map(|(a, _)| *a).collect();
+    let right: Vec<&str> = pairs.iter().map(|(_, b)| *b).collect();
+    let left = model.encode(&left, &encode, &mut tick)?;
+    let right = model.encode(&right, &encode, &mut tick)?;
+    bar.finish_and_clear();
+    let cosines: Vec<f64> = (0..pairs.len())
+        .map(|i| {
+            left.row(i)
+                .iter()
+                .zip(right.row(i))
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum()
+        })
+        .collect();
+    let metrics = evaluator.metrics_from_scores(&cosines)?;
+    Ok(vec![(evaluator, metrics)])
+}
+
 pub(super) fn run(args: EvalArgs) -> Result<Outcome> {
     let options = LoadOptions {
         device: parse_device(&args.device)?,
         max_length: args.max_length,
+        layers: args.layers.clone(),
         ..LoadOptions::default()
     };
     if args.batch_size == 0 {
         return Err(Error::invalid("--batch-size is 0; it must be at least 1"));
+    }
+    if args.bi_encoder {
+        let results = evaluate_bi_encoder(&args, &options)?;
+        let results: Vec<(&dyn Evaluator, BTreeMap<String, f64>)> = results
+            .iter()
+            .map(|(evaluator, metrics)| (evaluator as &dyn Evaluator, metrics.clone()))
+            .collect();
+        return report(&args, &results);
     }
     let model = CrossEncoder::load(&args.model, None, &options)?;
     let evaluators = build_evaluators(&args, model.num_labels())?;
     let mut results = Vec::new();
     for evaluator in &evaluators {
         tracing::info!("evaluating {}", evaluator.name());
-        let metrics = evaluator.evaluate(&model)?;
+        let bar = progress::bar(evaluator.pair_count() as u64, "pairs");
+        bar.set_message(evaluator.name().to_string());
+        let metrics = evaluator.evaluate_with_progress(&model, &mut |n| bar.inc(n as u64))?;
+        bar.finish_and_clear();
         if let Some(dir) = &args.csv_dir {
             write_csv(dir, evaluator.name(), 0, &metrics)?;
         }
         results.push((evaluator.as_ref(), metrics));
+    }
+    report(&args, &results)
+}
+
+/// Write the CSVs (bi-encoder mode) and print the results as JSON or a table.
+fn report(args: &EvalArgs, results: &[(&dyn Evaluator, BTreeMap<String, f64>)]) -> Result<Outcome> {
+    if args.bi_encoder {
+        if let Some(dir) = &args.csv_dir {
+            for (evaluator, metrics) in results {
+                write_csv(dir, evaluator.name(), 0, metrics)?;
+            }
+        }
     }
     if args.json {
         let object: Map<String, Value> = results
@@ -221,7 +332,7 @@ pub(super) fn run(args: EvalArgs) -> Result<Outcome> {
             .collect();
         println!("{}", Value::Object(object));
     } else {
-        print_table(&results);
+        print_table(results);
     }
     Ok(Outcome::Success)
 }

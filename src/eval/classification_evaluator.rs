@@ -161,7 +161,11 @@ impl Evaluator for ClassificationEvaluator {
         &self.name
     }
 
-    fn evaluate(&self, model: &CrossEncoder) -> Result<BTreeMap<String, f64>> {
+    fn evaluate_with_progress(
+        &self,
+        model: &CrossEncoder,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<BTreeMap<String, f64>> {
         if model.num_labels() != self.num_labels {
             return Err(Error::invalid(format!(
                 "classification evaluator {:?} was built for {} label(s) but the model has {}",
@@ -170,8 +174,12 @@ impl Evaluator for ClassificationEvaluator {
                 model.num_labels()
             )));
         }
-        let scores = model_scores(model, &self.pairs(), self.batch_size)?;
+        let scores = model_scores(model, &self.pairs(), self.batch_size, progress)?;
         self.metrics_from_scores(&scores)
+    }
+
+    fn pair_count(&self) -> usize {
+        self.pairs().len()
     }
 
     fn primary_metric(&self) -> &str {

@@ -91,10 +91,18 @@ impl Evaluator for CorrelationEvaluator {
         &self.name
     }
 
-    fn evaluate(&self, model: &CrossEncoder) -> Result<BTreeMap<String, f64>> {
+    fn evaluate_with_progress(
+        &self,
+        model: &CrossEncoder,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<BTreeMap<String, f64>> {
         let what = format!("correlation evaluator {:?}", self.name);
-        let scores = single_scores(model, &self.pairs(), self.batch_size, &what)?;
+        let scores = single_scores(model, &self.pairs(), self.batch_size, &what, progress)?;
         self.metrics_from_scores(&scores)
+    }
+
+    fn pair_count(&self) -> usize {
+        self.pairs().len()
     }
 
     fn primary_metric(&self) -> &str {

@@ -24,7 +24,20 @@ pub trait Evaluator: Send {
     /// NaN where a metric is undefined (e.g. a correlation of constant scores).
     ///
     /// Errors when the model does not fit the data (label count) or produces NaN scores.
-    fn evaluate(&self, model: &CrossEncoder) -> Result<BTreeMap<String, f64>>;
+    fn evaluate(&self, model: &CrossEncoder) -> Result<BTreeMap<String, f64>> {
+        self.evaluate_with_progress(model, &mut |_| {})
+    }
+
+    /// [`Evaluator::evaluate`], calling `progress` with the number of pairs scored after each
+    /// batch (for a progress bar; they add up to [`Evaluator::pair_count`]).
+    fn evaluate_with_progress(
+        &self,
+        model: &CrossEncoder,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<BTreeMap<String, f64>>;
+
+    /// How many (query, document) pairs an evaluation scores.
+    fn pair_count(&self) -> usize;
 
     /// The key in [`Evaluator::evaluate`]'s map that says how good the model is (higher is
     /// better), e.g. `ndcg@10`; best-checkpoint selection and the model card use it.
@@ -49,12 +62,13 @@ pub(crate) fn model_scores(
     model: &CrossEncoder,
     pairs: &[(&str, &str)],
     batch_size: usize,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Vec<f64>>> {
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
     let activation = model.default_activation();
-    let logits = model.predict_logits(pairs, batch_size, &mut |_| {})?;
+    let logits = model.predict_logits(pairs, batch_size, progress)?;
     Ok(logits
         .into_iter()
         .map(|row| {
@@ -72,6 +86,7 @@ pub(crate) fn single_scores(
     pairs: &[(&str, &str)],
     batch_size: usize,
     what: &str,
+    progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<f64>> {
     if model.num_labels() != 1 {
         return Err(Error::invalid(format!(
@@ -80,7 +95,7 @@ pub(crate) fn single_scores(
         ))
         .with_hint("use the classification evaluator for multi-label models"));
     }
-    Ok(model_scores(model, pairs, batch_size)?
+    Ok(model_scores(model, pairs, batch_size, progress)?
         .into_iter()
         .map(|row| row[0])
         .collect())

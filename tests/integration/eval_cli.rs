@@ -491,3 +491,84 @@ fn eval_bad_input_exits_2_with_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn bi_encoder_mode_correlates_cosine_similarities_with_the_labels() {
+    use crossdistill::model::bi_encoder::{BiEncoder, BiEncoderOptions, EncodeOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(String, String, f64)> = fixture_pairs()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (q, p))| (q, p, ((i * 7) % 5) as f64 / 4.0))
+        .collect();
+    let path = dir.path().join("sts.jsonl");
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(a, b, s)| json!({"s1": a, "s2": b, "score": s}).to_string())
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+
+    // Expected: cosine of the library's normalised mean-pooled embeddings, with the prompt.
+    let model = fixture("tiny-bert-ce");
+    let encoder =
+        BiEncoder::load(model.to_str().unwrap(), None, &BiEncoderOptions::default()).unwrap();
+    let options = EncodeOptions {
+        batch_size: 3,
+        prompt: Some("query: "),
+        normalize: true,
+    };
+    let left: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let right: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let left = encoder.encode(&left, &options, &mut |_| {}).unwrap();
+    let right = encoder.encode(&right, &options, &mut |_| {}).unwrap();
+    let cosines: Vec<f64> = (0..rows.len())
+        .map(|i| {
+            left.row(i)
+                .iter()
+                .zip(right.row(i))
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum()
+        })
+        .collect();
+    let labels: Vec<f64> = rows.iter().map(|r| r.2).collect();
+    let expected = correlation_metrics(&labels, &cosines).unwrap();
+
+    let output = crossdistill(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--bi-encoder",
+        "--prompt",
+        "query: ",
+        "--correlation",
+        path.to_str().unwrap(),
+        "--columns",
+        "s1,s2",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for metric in ["pearson", "spearman"] {
+        let got = printed["correlation"][metric].as_f64().unwrap();
+        assert!(
+            (got - expected[metric]).abs() < 1e-6,
+            "{metric}: {got} vs {}",
+            expected[metric]
+        );
+    }
+
+    let output = crossdistill(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--bi-encoder",
+        "--reranking",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("only the correlation evaluator"),
+        "{}",
+        stderr(&output)
+    );
+}
