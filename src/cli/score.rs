@@ -12,10 +12,10 @@ use crate::cache::{count_missing, precompute, CachedTeacher, PrecomputeProgress,
 use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::model::parse_device;
-use crate::pipeline::teacher_pairs;
+use crate::pipeline::{row_teacher_pairs, ColumnRoles};
 use crate::recipe::Recipe;
 use crate::teacher::Teacher;
-use crate::train::plan::{build_teacher, data_source};
+use crate::train::plan::{build_teacher, training_sources};
 
 /// Teacher batches per cache commit: a killed run redoes at most this many batches.
 const BATCHES_PER_COMMIT: usize = 16;
@@ -46,19 +46,20 @@ impl PrecomputeProgress for Bar {
 }
 
 /// The data a recipe's training reads pairs from: the training rows (up to `max_rows`) and the
-/// held-out rows the trainer scores for student–teacher agreement.
-fn sources(recipe: &Recipe) -> Result<Vec<(DataSource, Option<usize>)>> {
-    let mut sources = vec![(data_source(&recipe.data.train)?, recipe.data.train.max_rows)];
-    if let Some(eval) = &recipe.data.eval {
-        sources.push((data_source(eval)?, None));
-    }
-    Ok(sources)
+/// held-out rows the trainer scores for student–teacher agreement, with the parallel-data
+/// column roles.
+fn sources(recipe: &Recipe) -> Result<(Vec<(DataSource, Option<usize>)>, Option<ColumnRoles>)> {
+    let (train, eval, columns) = training_sources(recipe)?;
+    let mut sources = vec![(train, recipe.data.train.max_rows)];
+    sources.extend(eval.map(|eval| (eval, None)));
+    Ok((sources, columns))
 }
 
-/// Every (column 0, document) pair of `sources`, in file order: the pairs the producer and the
-/// held-out scoring ask the teacher for.
+/// Every distinct pair per row of `sources` the teacher scores, in file order: the pairs the
+/// producer and the held-out scoring ask the teacher for.
 fn pair_stream(
     sources: &[(DataSource, Option<usize>)],
+    columns: Option<ColumnRoles>,
 ) -> Result<impl Iterator<Item = Result<(String, String)>>> {
     let mut readers = Vec::new();
     for (source, max_rows) in sources {
@@ -67,16 +68,9 @@ fn pair_stream(
     Ok(readers
         .into_iter()
         .flatten()
-        .flat_map(|row| -> Vec<Result<(String, String)>> {
-            let row = match row {
-                Ok(row) => row,
-                Err(error) => return vec![Err(error)],
-            };
-            match teacher_pairs(&row, None) {
-                Ok(pairs) => pairs
-                    .into_iter()
-                    .map(|(query, passage)| Ok((query.to_string(), passage.to_string())))
-                    .collect(),
+        .flat_map(move |row| -> Vec<Result<(String, String)>> {
+            match row.and_then(|row| row_teacher_pairs(&row, columns.as_ref())) {
+                Ok(pairs) => pairs.into_iter().map(Ok).collect(),
                 Err(error) => vec![Err(error)],
             }
         }))
@@ -107,9 +101,13 @@ pub(super) fn run(args: ScoreArgs) -> Result<Outcome> {
     let batch_size = recipe.teachers.first().map_or(64, |t| t.batch_size);
     let mut teacher = CachedTeacher::open(teacher, &cache.dir)?;
     let fingerprint = teacher.fingerprint();
-    let sources = sources(&recipe)?;
-    let (pairs, missing) =
-        count_missing(teacher.cache(), &fingerprint, pair_stream(&sources)?, shard)?;
+    let (sources, columns) = sources(&recipe)?;
+    let (pairs, missing) = count_missing(
+        teacher.cache(),
+        &fingerprint,
+        pair_stream(&sources, columns.clone())?,
+        shard,
+    )?;
     tracing::info!(
         "teacher {}: {pairs} pairs in shard {shard}, {} cached, {missing} to score into {}",
         teacher.describe(),
@@ -123,7 +121,7 @@ pub(super) fn run(args: ScoreArgs) -> Result<Outcome> {
     let mut watcher = Bar(bar);
     let summary = precompute(
         &mut teacher,
-        pair_stream(&sources)?,
+        pair_stream(&sources, columns.clone())?,
         shard,
         batch_size * BATCHES_PER_COMMIT,
         &mut watcher,

@@ -122,6 +122,30 @@ pub fn teacher_pairs<'a>(
     Ok(pairs)
 }
 
+/// The distinct pairs the teacher scores for one data row, in order: its own columns' pairs
+/// with parallel-data `columns` (else each student group's), or every (column 0, document) pair.
+pub fn row_teacher_pairs(
+    row: &Row,
+    columns: Option<&ColumnRoles>,
+) -> Result<Vec<(String, String)>> {
+    let Some(roles) = columns else {
+        return Ok(teacher_pairs(row, None)?
+            .into_iter()
+            .map(|(q, d)| (q.to_string(), d.to_string()))
+            .collect());
+    };
+    let teacher_fields = roles.teacher_fields();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for example in roles.expand(row, true)? {
+        for (q, d) in teacher_pairs(&example, teacher_fields.as_deref())? {
+            if !pairs.iter().any(|(pq, pd)| pq == q && pd == d) {
+                pairs.push((q.to_string(), d.to_string()));
+            }
+        }
+    }
+    Ok(pairs)
+}
+
 /// The producer thread and the receiving end of its channel.
 pub struct Producer {
     receiver: Option<Receiver<Result<Batch>>>,

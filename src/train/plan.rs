@@ -83,6 +83,37 @@ pub fn data_source(section: &DataSection) -> Result<DataSource> {
     })
 }
 
+/// The training and held-out data sources of a recipe, with the parallel-data column roles when
+/// `[student] columns` names them (then each source reads the columns those roles need).
+pub fn training_sources(
+    recipe: &Recipe,
+) -> Result<(DataSource, Option<DataSource>, Option<ColumnRoles>)> {
+    let mut train_source = data_source(&recipe.data.train)?;
+    let mut eval_source = recipe.data.eval.as_ref().map(data_source).transpose()?;
+    let columns = match recipe.parallel_columns() {
+        Some(parallel) => {
+            let read = parallel.read(&recipe.data.train);
+            let roles = ColumnRoles::from_names(&parallel, &read)?;
+            train_source.columns = Some(read);
+            if let (Some(source), Some(section)) = (&mut eval_source, &recipe.data.eval) {
+                let read = parallel.read(section);
+                if ColumnRoles::from_names(&parallel, &read)? != roles {
+                    return Err(Error::invalid(format!(
+                        "data.eval reads its columns in another order than data.train ({:?} vs {:?})",
+                        read,
+                        train_source.columns
+                    ))
+                    .with_hint("give data.eval the same columns as data.train, or leave both unset"));
+                }
+                source.columns = Some(read);
+            }
+            Some(roles)
+        }
+        None => None,
+    };
+    Ok((train_source, eval_source, columns))
+}
+
 fn activation(activation: Activation) -> ScoreActivation {
     match activation {
         Activation::Identity => ScoreActivation::Identity,
@@ -184,29 +215,7 @@ impl Plan {
                 weight: section.weight,
             });
         }
-        let mut train_source = data_source(&recipe.data.train)?;
-        let mut eval_source = recipe.data.eval.as_ref().map(data_source).transpose()?;
-        let columns = match recipe.parallel_columns() {
-            Some(parallel) => {
-                let read = parallel.read(&recipe.data.train);
-                let roles = ColumnRoles::from_names(&parallel, &read)?;
-                train_source.columns = Some(read);
-                if let (Some(source), Some(section)) = (&mut eval_source, &recipe.data.eval) {
-                    let read = parallel.read(section);
-                    if ColumnRoles::from_names(&parallel, &read)? != roles {
-                        return Err(Error::invalid(format!(
-                            "data.eval reads its columns in another order than data.train ({:?} vs {:?})",
-                            read,
-                            train_source.columns
-                        ))
-                        .with_hint("give data.eval the same columns as data.train, or leave both unset"));
-                    }
-                    source.columns = Some(read);
-                }
-                Some(roles)
-            }
-            None => None,
-        };
+        let (train_source, eval_source, columns) = training_sources(&recipe)?;
         let mut rows_per_epoch = count_rows(&train_source)?;
         if let Some(max) = recipe.data.train.max_rows {
             rows_per_epoch = rows_per_epoch.min(max);

@@ -104,3 +104,29 @@ fn a_column_the_data_lacks_is_a_clear_error() {
         "{message}"
     );
 }
+
+#[test]
+fn score_precomputes_the_teacher_columns_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), r#"[["en_1", "en_2"], ["de_1", "de_2"]]"#);
+    let cache = dir.path().join("cache");
+    let set = format!("cache.dir={}", cache.display());
+    let output = crossdistill(&["score", recipe.to_str().unwrap(), "--set", &set, "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // 12 training rows and 6 held-out rows (copies of the first 6): one English pair each.
+    assert_eq!(summary["pairs"], 18, "{summary}");
+    assert_eq!(summary["teacher_scored"], 12, "{summary}");
+
+    // Training then finds every teacher score in the cache.
+    let output = crossdistill(&["train", recipe.to_str().unwrap(), "--set", &set]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+    let misses: f64 = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|row| row["cache/misses"].as_f64())
+        .sum();
+    assert_eq!(misses, 0.0, "{metrics}");
+    assert!(metrics.contains("cache/hits"), "{metrics}");
+}
