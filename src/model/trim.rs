@@ -365,7 +365,6 @@ pub fn trim_vocab(
             keep(id as u32, "the Unigram vocabulary")?;
         }
     }
-    drop(keep);
     // Embedding rows no token maps to (tables padded past the tokenizer) are dropped.
     let map = VocabMap::from_kept(&kept);
 
