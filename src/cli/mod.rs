@@ -10,6 +10,7 @@ mod progress;
 mod rank;
 mod score;
 mod train;
+mod trim_vocab;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +55,8 @@ enum Command {
     Recipe(train::RecipeCommand),
     /// Evaluate a model: reranking, correlation, classification, teacher agreement, BEIR.
     Eval(Box<eval::EvalArgs>),
+    /// Keep only the vocabulary a corpus uses (WordPiece, Unigram), checked token by token.
+    TrimVocab(trim_vocab::TrimVocabArgs),
 }
 
 /// Parse `std::env::args` and run the command.
@@ -70,6 +73,7 @@ pub fn run() -> Result<Outcome> {
         Command::Cache(command) => cache::run(command),
         Command::Mine(args) => mine::run(*args),
         Command::Convert(args) => convert::run(args),
+        Command::TrimVocab(args) => trim_vocab::run(args),
     }
 }
 

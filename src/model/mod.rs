@@ -10,6 +10,7 @@ mod cross_encoder;
 mod encoder;
 pub mod ops;
 mod source;
+pub mod trim;
 mod weights;
 
 pub use config::{Architecture, EncoderConfig, HiddenAct};
@@ -17,4 +18,7 @@ pub use cross_encoder::{parse_device, CrossEncoder, LoadOptions, ScoreActivation
 pub use encoder::{BatchTensors, Mode};
 pub use ops::Dropout;
 pub use source::{looks_like_hub_id, ModelFiles};
+pub use trim::{
+    trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,
+};
 pub use weights::{param_specs, LoadReport, ParamKind, ParamSpec, Params};

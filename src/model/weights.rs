@@ -223,7 +223,7 @@ pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
 
 /// Map a tensor name from any transformers convention to ours, or `None` for tensors we do not
 /// use (MLM heads, buffers such as `position_ids`).
-fn canonical_name(name: &str, prefix: &str) -> Option<String> {
+pub(super) fn canonical_name(name: &str, prefix: &str) -> Option<String> {
     let name = name
         .strip_suffix(".gamma")
         .map(|s| format!("{s}.weight"))

@@ -13,3 +13,4 @@ mod onnx_teacher;
 mod pipeline;
 mod predict_cli;
 mod training;
+mod trim_vocab;
