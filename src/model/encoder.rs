@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use super::config::{Architecture, EncoderConfig, HiddenAct};
-use super::ops::{bias_gelu, layer_norm, linear, masked_softmax, Dropout};
+use super::ops::{attention, dense, layer_norm, linear, Activation, Dropout};
 use super::weights::Params;
 use crate::error::Result;
 use crate::tokenize::PaddedBatch;
@@ -26,6 +26,14 @@ impl Mode<'_> {
         match self {
             Mode::Eval => Ok(xs.clone()),
             Mode::Train(stream) => Ok(stream.apply(xs, p)?),
+        }
+    }
+
+    /// Dropout multipliers for `n` elements (none in eval mode or for `p <= 0`).
+    fn mask(&mut self, n: usize, p: f64) -> Option<Vec<f32>> {
+        match self {
+            Mode::Eval => None,
+            Mode::Train(stream) => stream.mask(n, p),
         }
     }
 }
@@ -194,25 +202,32 @@ impl Encoder {
         let heads = config.num_attention_heads;
         let head_dim = config.head_dim();
         let scale = 1.0 / (head_dim as f64).sqrt();
+        let tokens = b_sz * seq_len;
         for layer in &self.layers {
-            let split = |t: Tensor| -> Result<Tensor> {
-                Ok(t.reshape((b_sz, seq_len, heads, head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
             let [q, k, v] = &layer.qkv;
-            let query = split((linear(&xs, &q.0, Some(&q.1))? * scale)?)?;
-            let key = split(linear(&xs, &k.0, Some(&k.1))?)?;
-            let value = split(linear(&xs, &v.0, Some(&v.1))?)?;
-            let scores = query.matmul(&key.t()?)?;
-            let probs = masked_softmax(&scores, &batch.attention_mask)?;
-            let probs = mode.dropout(&probs, config.attention_probs_dropout_prob)?;
-            let context = probs
-                .matmul(&value)?
-                .transpose(1, 2)?
-                .reshape((b_sz, seq_len, h))?;
-            let attn = linear(&context, &layer.attn_out.0, Some(&layer.attn_out.1))?;
-            let attn = mode.dropout(&attn, config.hidden_dropout_prob)?;
+            let query = linear(&xs, &q.0, Some(&q.1))?;
+            let key = linear(&xs, &k.0, Some(&k.1))?;
+            let value = linear(&xs, &v.0, Some(&v.1))?;
+            let probs_dropout = mode.mask(
+                b_sz * heads * seq_len * seq_len,
+                config.attention_probs_dropout_prob,
+            );
+            let context = attention(
+                &query,
+                &key,
+                &value,
+                &batch.attention_mask,
+                heads,
+                scale,
+                probs_dropout,
+            )?;
+            let attn = dense(
+                &context,
+                &layer.attn_out.0,
+                &layer.attn_out.1,
+                Activation::Identity,
+                mode.mask(tokens * h, config.hidden_dropout_prob),
+            )?;
             let xs_attn = layer_norm(
                 &attn.add(&xs)?,
                 &layer.attn_norm.0,
@@ -220,9 +235,13 @@ impl Encoder {
                 config.layer_norm_eps,
             )?;
             let inter = match config.hidden_act {
-                HiddenAct::GeluErf => {
-                    bias_gelu(&linear(&xs_attn, &layer.inter.0, None)?, &layer.inter.1)?
-                }
+                HiddenAct::GeluErf => dense(
+                    &xs_attn,
+                    &layer.inter.0,
+                    &layer.inter.1,
+                    Activation::GeluErf,
+                    None,
+                )?,
                 HiddenAct::GeluTanh => {
                     linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?.gelu()?
                 }
@@ -230,8 +249,13 @@ impl Encoder {
                     linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?.relu()?
                 }
             };
-            let out = linear(&inter, &layer.out.0, Some(&layer.out.1))?;
-            let out = mode.dropout(&out, config.hidden_dropout_prob)?;
+            let out = dense(
+                &inter,
+                &layer.out.0,
+                &layer.out.1,
+                Activation::Identity,
+                mode.mask(tokens * h, config.hidden_dropout_prob),
+            )?;
             xs = layer_norm(
                 &out.add(&xs_attn)?,
                 &layer.out_norm.0,

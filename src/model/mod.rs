@@ -8,6 +8,7 @@ pub mod bi_encoder;
 mod config;
 mod cross_encoder;
 mod encoder;
+mod fused;
 pub mod ops;
 mod source;
 pub mod trim;

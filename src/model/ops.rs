@@ -17,12 +17,19 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+pub use super::fused::Activation;
+use super::fused::{attention_fused, dropout_fused, linear_fused};
+
 type CResult<T> = candle_core::Result<T>;
 
 /// Rows per rayon task: small tensors stay on one thread.
-const PAR_ROWS: usize = 64;
+pub(super) const PAR_ROWS: usize = 64;
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> CResult<&'a [f32]> {
+pub(super) fn f32_slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> CResult<&'a [f32]> {
     let data = match storage {
         CpuStorage::F32(data) => data,
         other => bail!("{op}: expected f32 input, found {:?}", other.dtype()),
@@ -34,7 +41,11 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> 
 }
 
 /// Run `f` on the contiguous f32 CPU data of `t`.
-fn with_cpu_f32<R>(t: &Tensor, op: &'static str, f: impl FnOnce(&[f32]) -> R) -> CResult<R> {
+pub(super) fn with_cpu_f32<R>(
+    t: &Tensor,
+    op: &'static str,
+    f: impl FnOnce(&[f32]) -> R,
+) -> CResult<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
@@ -324,16 +335,37 @@ pub fn masked_softmax_composed(scores: &Tensor, key_mask: &Tensor) -> CResult<Te
 
 struct BiasGeluOp;
 
+/// erf(x) in f32 as a rational function (Eigen's `generic_fast_erf_float`, also PyTorch's and
+/// XLA's vectorised f32 erf): a few ulp from the exact value, branch-free, so loops over it
+/// vectorise (libm's `erff` does not).
 #[inline]
-fn gelu_erf(z: f32) -> f32 {
-    0.5 * z * (1.0 + candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2))
+pub(super) fn erf_fast(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    // Plain multiply-adds: `mul_add` without a compile-time FMA target is a libm call.
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = x2 * p + -2.101_024e-6;
+    p = x2 * p + -5.692_506_4e-5;
+    p = x2 * p + -7.349_906_3e-4;
+    p = x2 * p + -2.954_6e-3;
+    p = x2 * p + -1.609_603_3e-2;
+    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
+    q = x2 * q + -1.682_827e-3;
+    q = x2 * q + -7.373_329e-3;
+    q = x2 * q + -1.426_474e-2;
+    x * p / q
+}
+
+#[inline]
+pub(super) fn gelu_erf(z: f32) -> f32 {
+    0.5 * z * (1.0 + erf_fast(z * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// d/dz of the exact GELU: `Φ(z) + z φ(z)`.
 #[inline]
-fn gelu_erf_grad(z: f32) -> f32 {
+pub(super) fn gelu_erf_grad(z: f32) -> f32 {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2));
+    let cdf = 0.5 * (1.0 + erf_fast(z * std::f32::consts::FRAC_1_SQRT_2));
     cdf + z * INV_SQRT_2PI * (-0.5 * z * z).exp()
 }
 
@@ -434,6 +466,16 @@ pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> CResult<Tensor> {
 
 /// `xs Wᵀ + b` for `xs` of shape `(..., in)` and `W` of shape `(out, in)`.
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Tensor> {
+    if let Some(bias) = bias {
+        if is_cpu_f32(xs) {
+            return linear_fused(xs, weight, bias, Activation::Identity, None);
+        }
+    }
+    linear_composed(xs, weight, bias)
+}
+
+/// [`linear`] from plain candle ops (any device).
+pub fn linear_composed(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Tensor> {
     let dims = xs.dims();
     let in_dim = *dims.last().unwrap_or(&0);
     let rows = xs.elem_count() / in_dim.max(1);
@@ -447,6 +489,73 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Te
         *last = weight.dim(0)?;
     }
     out.reshape(out_dims)
+}
+
+fn is_cpu_f32(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+/// `activation(xs Wᵀ + b)`, then times `dropout` (per-element multipliers from
+/// [`Dropout::mask`]) when given: a dense layer with its activation and dropout, one fused op
+/// on CPU.
+pub fn dense(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    activation: Activation,
+    dropout: Option<Vec<f32>>,
+) -> CResult<Tensor> {
+    if is_cpu_f32(xs) {
+        return linear_fused(xs, weight, bias, activation, dropout);
+    }
+    let zs = linear_composed(xs, weight, Some(bias))?;
+    let ys = match activation {
+        Activation::Identity => zs,
+        Activation::GeluErf => zs.gelu_erf()?,
+    };
+    apply_mask(&ys, dropout)
+}
+
+fn apply_mask(xs: &Tensor, mask: Option<Vec<f32>>) -> CResult<Tensor> {
+    match mask {
+        Some(mask) => {
+            let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
+            xs.mul(&mask)
+        }
+        None => Ok(xs.clone()),
+    }
+}
+
+/// Multi-head attention context `(B, L, H)` from the projections `query`, `key`, `value`
+/// (each `(B, L, H)`; head `h` is columns `h·d..(h+1)·d` with `d = H / heads`): per head
+/// `softmax(scale · Q Kᵀ)` over the keys with `key_mask[b, k] > 0` (`key_mask` f32 `(B, L)`),
+/// times `dropout` (`(B, heads, L, L)` multipliers from [`Dropout::mask`]) when given, times
+/// `V`. One fused op on CPU (heads in parallel, no head-split copies).
+pub fn attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    key_mask: &Tensor,
+    heads: usize,
+    scale: f64,
+    dropout: Option<Vec<f32>>,
+) -> CResult<Tensor> {
+    if is_cpu_f32(query) {
+        return attention_fused(query, key, value, key_mask, heads, scale, dropout);
+    }
+    let (b_sz, seq_len, hidden) = query.dims3()?;
+    let head_dim = hidden / heads.max(1);
+    let split = |t: &Tensor| -> CResult<Tensor> {
+        t.reshape((b_sz, seq_len, heads, head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let scores = (split(query)?.matmul(&split(key)?.t()?)? * scale)?;
+    let probs = apply_mask(&masked_softmax(&scores, key_mask)?, dropout)?;
+    probs
+        .matmul(&split(value)?)?
+        .transpose(1, 2)?
+        .reshape((b_sz, seq_len, hidden))
 }
 
 /// A seedable stream of dropout masks.
@@ -476,29 +585,50 @@ impl Dropout {
         z ^ (z >> 31)
     }
 
-    /// Zero each element with probability `p` and scale the rest by `1 / (1 − p)`.
-    pub fn apply(&mut self, xs: &Tensor, p: f64) -> CResult<Tensor> {
+    /// The next `n` dropout multipliers for probability `p`: 0 with probability `p`, else
+    /// `1 / (1 − p)`; `None` when `p <= 0` (nothing dropped, nothing drawn).
+    pub fn mask(&mut self, n: usize, p: f64) -> Option<Vec<f32>> {
         if p <= 0.0 {
-            return Ok(xs.clone());
+            return None;
         }
         if p >= 1.0 {
-            return xs.zeros_like();
+            return Some(vec![0.0; n]);
         }
-        let n = xs.elem_count();
         let scale = (1.0 / (1.0 - p)) as f32;
         // Keep an element when its 32-bit draw is at or above p * 2^32.
         let threshold = (p * 4_294_967_296.0) as u64;
-        let mut mask = Vec::with_capacity(n);
-        while mask.len() < n {
+        let mut mask = vec![0f32; n];
+        let mut pairs = mask.chunks_exact_mut(2);
+        for pair in &mut pairs {
             let bits = self.next_u64();
-            for half in [bits & 0xFFFF_FFFF, bits >> 32] {
-                if mask.len() < n {
-                    mask.push(if half >= threshold { scale } else { 0.0 });
-                }
-            }
+            pair[0] = if bits & 0xFFFF_FFFF >= threshold {
+                scale
+            } else {
+                0.0
+            };
+            pair[1] = if bits >> 32 >= threshold { scale } else { 0.0 };
         }
-        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
-        xs.mul(&mask)
+        if let [last] = pairs.into_remainder() {
+            // The upper half of this draw is discarded, as every odd-length mask always did.
+            let bits = self.next_u64();
+            *last = if bits & 0xFFFF_FFFF >= threshold {
+                scale
+            } else {
+                0.0
+            };
+        }
+        Some(mask)
+    }
+
+    /// Zero each element with probability `p` and scale the rest by `1 / (1 − p)`.
+    pub fn apply(&mut self, xs: &Tensor, p: f64) -> CResult<Tensor> {
+        if p >= 1.0 {
+            return xs.zeros_like();
+        }
+        match self.mask(xs.elem_count(), p) {
+            Some(mask) if is_cpu_f32(xs) => dropout_fused(xs, mask),
+            mask => apply_mask(xs, mask),
+        }
     }
 }
 
@@ -670,6 +800,133 @@ mod tests {
         let x_values = sample(3 * 5, 21);
         check_grad(&x_values, &[3, 5], &|x| bias_gelu(x, &bias), 2e-2);
         check_grad(&bias_values, &[5], &|b| bias_gelu(&xs, b), 2e-2);
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn fast_erf_matches_libm() {
+        // Reference: libm's erff (candle's erf_f32), on a grid over [-6, 6].
+        for i in -6000..=6000 {
+            let x = i as f32 / 1000.0;
+            let exact = candle_core::cpu::erf::erf_f32(x);
+            let fast = erf_fast(x);
+            assert!((exact - fast).abs() <= 5e-7, "erf({x}): {fast} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn dense_matches_composed_ops_and_finite_differences() {
+        let dev = Device::Cpu;
+        let (rows, in_dim, out_dim) = (6, 5, 4);
+        let x_values = sample(rows * in_dim, 31);
+        let w_values = sample(out_dim * in_dim, 32);
+        let b_values = sample(out_dim, 33);
+        let xs = Tensor::from_vec(x_values.clone(), (2, 3, in_dim), &dev).unwrap();
+        let weight = Tensor::from_vec(w_values.clone(), (out_dim, in_dim), &dev).unwrap();
+        let bias = Tensor::from_vec(b_values.clone(), out_dim, &dev).unwrap();
+        let mask = Dropout::new(1).mask(rows * out_dim, 0.3).unwrap();
+        for activation in [Activation::Identity, Activation::GeluErf] {
+            let fused = dense(&xs, &weight, &bias, activation, Some(mask.clone())).unwrap();
+            let composed = linear_composed(&xs, &weight, Some(&bias)).unwrap();
+            let composed = match activation {
+                Activation::Identity => composed,
+                Activation::GeluErf => composed.gelu_erf().unwrap(),
+            };
+            let composed = apply_mask(&composed, Some(mask.clone())).unwrap();
+            assert_eq!(fused.dims(), &[2, 3, out_dim]);
+            let diff = max_diff(&fused, &composed);
+            assert!(diff < 1e-5, "{activation:?}: max diff {diff}");
+            let run =
+                |x: &Tensor, w: &Tensor, b: &Tensor| dense(x, w, b, activation, Some(mask.clone()));
+            check_grad(
+                &x_values,
+                &[2, 3, in_dim],
+                &|x| run(x, &weight, &bias),
+                2e-2,
+            );
+            check_grad(&w_values, &[out_dim, in_dim], &|w| run(&xs, w, &bias), 2e-2);
+            check_grad(&b_values, &[out_dim], &|b| run(&xs, &weight, b), 2e-2);
+        }
+    }
+
+    #[test]
+    fn attention_matches_composed_ops_and_finite_differences() {
+        let dev = Device::Cpu;
+        let (batch, seq_len, heads, head_dim) = (2, 4, 2, 3);
+        let hidden = heads * head_dim;
+        let n = batch * seq_len * hidden;
+        let shape = (batch, seq_len, hidden);
+        let values: Vec<Vec<f32>> = (0..3).map(|i| sample(n, 40 + i)).collect();
+        let [q, k, v] =
+            [0, 1, 2].map(|i| Tensor::from_vec(values[i].clone(), shape, &dev).unwrap());
+        // Batch 0 attends to all keys, batch 1 only to the first two.
+        let key_mask = Tensor::from_vec(
+            vec![1f32, 1., 1., 1., 1., 1., 0., 0.],
+            (batch, seq_len),
+            &dev,
+        )
+        .unwrap();
+        let mask = Dropout::new(2).mask(batch * heads * seq_len * seq_len, 0.25);
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        for dropout in [None, mask] {
+            let run = |q: &Tensor, k: &Tensor, v: &Tensor| {
+                attention(q, k, v, &key_mask, heads, scale, dropout.clone())
+            };
+            let fused = run(&q, &k, &v).unwrap();
+            // The composed path: head split, matmuls, masked softmax, dropout, merge.
+            let split = |t: &Tensor| {
+                t.reshape((batch, seq_len, heads, head_dim))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
+            let scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * scale).unwrap();
+            let probs = masked_softmax_composed(&scores, &key_mask).unwrap();
+            let probs = apply_mask(&probs, dropout.clone()).unwrap();
+            let composed = probs
+                .matmul(&split(&v))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape(shape)
+                .unwrap();
+            let diff = max_diff(&fused, &composed);
+            assert!(diff < 1e-6, "max diff {diff}");
+            let dims = [batch, seq_len, hidden];
+            check_grad(&values[0], &dims, &|x| run(x, &k, &v), 2e-2);
+            check_grad(&values[1], &dims, &|x| run(&q, x, &v), 2e-2);
+            check_grad(&values[2], &dims, &|x| run(&q, &k, x), 2e-2);
+        }
+    }
+
+    #[test]
+    fn dropout_gradient_is_the_mask() {
+        let x_values = sample(10, 51);
+        let mask = Dropout::new(5).mask(10, 0.5).unwrap();
+        check_grad(&x_values, &[2, 5], &|x| Dropout::new(5).apply(x, 0.5), 2e-2);
+        let xs = Tensor::from_vec(x_values.clone(), 10, &Device::Cpu).unwrap();
+        let dropped = Dropout::new(5)
+            .apply(&xs, 0.5)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for ((d, x), m) in dropped.iter().zip(&x_values).zip(&mask) {
+            assert_eq!(*d, x * m);
+        }
     }
 
     #[test]

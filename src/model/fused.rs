@@ -1,0 +1,752 @@
+//! Fused CPU kernels for the encoder's dense layers, attention and dropout.
+//!
+//! candle's backward pass gives every recorded op a zero-filled gradient buffer plus an add, and
+//! its batched matmul runs the `B × heads` small attention products one after another on one
+//! thread. Written as a few `CustomOp`s on `gemm` directly, a layer records a dozen nodes instead
+//! of forty, attention runs its heads in parallel without the head-split copies, and the
+//! backward passes compute exactly the products they need:
+//! - [`linear_fused`]: `act(x Wᵀ + b) ⊙ dropout` with `act` identity or exact GELU;
+//! - [`attention_fused`]: `softmax(scale · Q Kᵀ, key mask) ⊙ dropout · V` over heads of
+//!   `(B, L, H)` projections, written straight back as `(B, L, H)`;
+//! - [`dropout_fused`]: `x ⊙ mask` with the mask kept in the op.
+//!
+//! Intermediates the backward pass needs (GELU's pre-activation, attention probabilities) are
+//! kept only when an input records a graph, so inference keeps nothing.
+//! CPU and f32 only; [`super::ops`] picks these or the composed candle ops.
+
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::ops::{f32_slice, gelu_erf, gelu_erf_grad, with_cpu_f32, PAR_ROWS};
+
+type CResult<T> = candle_core::Result<T>;
+
+/// A strided, read-only matrix view: element `(i, j)` at `ptr + i * rs + j * cs`.
+#[derive(Clone, Copy)]
+struct View {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+impl View {
+    fn rows(data: &[f32], offset: usize, row_stride: usize) -> Self {
+        Self {
+            ptr: data[offset..].as_ptr(),
+            rs: row_stride as isize,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of the row-major matrix at `data[offset..]` with row stride `row_stride`.
+    fn transposed(data: &[f32], offset: usize, row_stride: usize) -> Self {
+        Self {
+            ptr: data[offset..].as_ptr(),
+            rs: 1,
+            cs: row_stride as isize,
+        }
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+
+// SAFETY: every user writes a region no other task touches (see the call sites).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `dst (m × n, row stride dst_rs) [+]= lhs (m × k) · rhs (k × n)`.
+///
+/// # Safety
+/// `dst` must be valid for writes of the `m × n` block and the views valid for reads of their
+/// blocks; nothing else may touch the `dst` block meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+    parallelism: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.cs,
+        lhs.rs,
+        rhs.ptr,
+        rhs.cs,
+        rhs.rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    )
+}
+
+fn all_threads() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// Column sums of a row-major `(rows, width)` matrix.
+fn column_sums(xs: &[f32], width: usize) -> Vec<f32> {
+    xs.par_chunks(width * PAR_ROWS)
+        .map(|rows| {
+            let mut sums = vec![0f32; width];
+            for row in rows.chunks(width) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            sums
+        })
+        .reduce(
+            || vec![0f32; width],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear (+ GELU) (+ dropout)
+
+/// The activation a fused linear layer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// None.
+    Identity,
+    /// Exact (erf) GELU.
+    GeluErf,
+}
+
+struct LinearOp {
+    activation: Activation,
+    /// Dropout multipliers (0 or 1 / (1 − p)) per output element.
+    dropout: Option<Vec<f32>>,
+    /// Keep the GELU pre-activation for the backward pass.
+    keep: bool,
+    pre_activation: Mutex<Option<Vec<f32>>>,
+}
+
+impl LinearOp {
+    fn dims(&self, x: &Layout, w: &Layout, b: &Layout) -> CResult<(usize, usize, usize)> {
+        let in_dim = *x.shape().dims().last().unwrap_or(&0);
+        let (out_dim, w_in) = w.shape().dims2()?;
+        if in_dim == 0 || w_in != in_dim || b.shape().elem_count() != out_dim {
+            bail!(
+                "linear: input {:?}, weight {:?} and bias {:?} do not fit (x (.., in), W (out, in), b (out))",
+                x.shape(),
+                w.shape(),
+                b.shape()
+            );
+        }
+        Ok((x.shape().elem_count() / in_dim, in_dim, out_dim))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "crossdistill-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (rows, in_dim, out_dim) = self.dims(l1, l2, l3)?;
+        let xs = f32_slice(s1, l1, self.name())?;
+        let weight = f32_slice(s2, l2, self.name())?;
+        let bias = f32_slice(s3, l3, self.name())?;
+        if let Some(mask) = &self.dropout {
+            if mask.len() != rows * out_dim {
+                bail!(
+                    "linear: dropout mask of {} elements for an output of {rows} × {out_dim}",
+                    mask.len()
+                );
+            }
+        }
+        let mut zs = vec![0f32; rows * out_dim];
+        zs.par_chunks_mut(out_dim * PAR_ROWS).for_each(|block| {
+            block
+                .chunks_mut(out_dim)
+                .for_each(|row| row.copy_from_slice(bias))
+        });
+        // SAFETY: zs holds rows × out_dim; x is (rows, in) and W (out, in), both contiguous.
+        unsafe {
+            matmul(
+                rows,
+                out_dim,
+                in_dim,
+                zs.as_mut_ptr(),
+                out_dim,
+                true,
+                View::rows(xs, 0, in_dim),
+                View::transposed(weight, 0, in_dim),
+                all_threads(),
+            )
+        };
+        let ys = match self.activation {
+            Activation::Identity => {
+                if let Some(mask) = &self.dropout {
+                    zs.par_iter_mut().zip(mask).for_each(|(z, m)| *z *= m);
+                }
+                zs
+            }
+            Activation::GeluErf => {
+                let mut ys = vec![0f32; zs.len()];
+                let chunk = out_dim * PAR_ROWS;
+                match &self.dropout {
+                    Some(mask) => ys
+                        .par_chunks_mut(chunk)
+                        .zip(zs.par_chunks(chunk).zip(mask.par_chunks(chunk)))
+                        .for_each(|(y, (z, m))| {
+                            for i in 0..y.len() {
+                                y[i] = gelu_erf(z[i]) * m[i];
+                            }
+                        }),
+                    None => {
+                        ys.par_chunks_mut(chunk)
+                            .zip(zs.par_chunks(chunk))
+                            .for_each(|(y, z)| {
+                                for i in 0..y.len() {
+                                    y[i] = gelu_erf(z[i]);
+                                }
+                            })
+                    }
+                }
+                if self.keep {
+                    *self
+                        .pre_activation
+                        .lock()
+                        .expect("no panic while holding it") = Some(zs);
+                }
+                ys
+            }
+        };
+        let mut dims = l1.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = out_dim;
+        }
+        Ok((CpuStorage::F32(ys), Shape::from(dims)))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let rows = xs.elem_count() / in_dim.max(1);
+        // dz: the gradient at the pre-activation.
+        let dz = with_cpu_f32(grad, self.name(), |g| -> CResult<Vec<f32>> {
+            let mut dz = g.to_vec();
+            if let Some(mask) = &self.dropout {
+                dz.par_iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
+            }
+            if self.activation == Activation::GeluErf {
+                let kept = self
+                    .pre_activation
+                    .lock()
+                    .expect("no panic while holding it");
+                let Some(zs) = kept.as_ref() else {
+                    bail!("linear: backward through a forward pass that recorded no graph");
+                };
+                let chunk = out_dim * PAR_ROWS;
+                dz.par_chunks_mut(chunk)
+                    .zip(zs.par_chunks(chunk))
+                    .for_each(|(d, z)| {
+                        for i in 0..d.len() {
+                            d[i] *= gelu_erf_grad(z[i]);
+                        }
+                    });
+            }
+            Ok(dz)
+        })??;
+        let dx = if xs.track_op() {
+            let mut dx = vec![0f32; rows * in_dim];
+            with_cpu_f32(weight, self.name(), |w| {
+                // SAFETY: dx is (rows, in); dz (rows, out) and W (out, in) contiguous.
+                unsafe {
+                    matmul(
+                        rows,
+                        in_dim,
+                        out_dim,
+                        dx.as_mut_ptr(),
+                        in_dim,
+                        false,
+                        View::rows(&dz, 0, out_dim),
+                        View::rows(w, 0, in_dim),
+                        all_threads(),
+                    )
+                }
+            })?;
+            Some(Tensor::from_vec(dx, xs.shape(), xs.device())?)
+        } else {
+            None
+        };
+        let dw = if weight.track_op() {
+            let mut dw = vec![0f32; out_dim * in_dim];
+            with_cpu_f32(xs, self.name(), |x| {
+                // SAFETY: dW is (out, in); dzᵀ (out, rows) and x (rows, in).
+                unsafe {
+                    matmul(
+                        out_dim,
+                        in_dim,
+                        rows,
+                        dw.as_mut_ptr(),
+                        in_dim,
+                        false,
+                        View::transposed(&dz, 0, out_dim),
+                        View::rows(x, 0, in_dim),
+                        all_threads(),
+                    )
+                }
+            })?;
+            Some(Tensor::from_vec(dw, weight.shape(), weight.device())?)
+        } else {
+            None
+        };
+        let db = if bias.track_op() {
+            Some(Tensor::from_vec(
+                column_sums(&dz, out_dim),
+                bias.shape(),
+                bias.device(),
+            )?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+/// `activation(xs Wᵀ + b)`, times `dropout` (per-element multipliers) when given, for `xs`
+/// `(..., in)`, `W` `(out, in)`, `b` `(out)`; f32 CPU tensors.
+pub fn linear_fused(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    activation: Activation,
+    dropout: Option<Vec<f32>>,
+) -> CResult<Tensor> {
+    let keep = xs.track_op() || weight.track_op() || bias.track_op();
+    let op = LinearOp {
+        activation,
+        dropout,
+        keep,
+        pre_activation: Mutex::new(None),
+    };
+    xs.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+struct AttentionOp {
+    heads: usize,
+    scale: f32,
+    /// `(B, L)`: 1 on keys that may be attended.
+    key_mask: Vec<f32>,
+    /// `(B, heads, L, L)` dropout multipliers on the probabilities.
+    dropout: Option<Vec<f32>>,
+    keep: bool,
+    /// `(B, heads, L, L)` probabilities before dropout, for the backward pass.
+    probs: Mutex<Option<Vec<f32>>>,
+}
+
+/// Geometry of one attention call.
+#[derive(Clone, Copy)]
+struct Heads {
+    batch: usize,
+    seq_len: usize,
+    hidden: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Heads {
+    /// Offset of head `bh` (batch-major) in a `(B, L, H)` buffer.
+    fn offset(&self, bh: usize) -> usize {
+        (bh / self.heads) * self.seq_len * self.hidden + (bh % self.heads) * self.head_dim
+    }
+
+    fn square(&self) -> usize {
+        self.seq_len * self.seq_len
+    }
+}
+
+impl AttentionOp {
+    fn heads(&self, q: &Layout, k: &Layout, v: &Layout) -> CResult<Heads> {
+        let (batch, seq_len, hidden) = q.shape().dims3()?;
+        if k.shape() != q.shape() || v.shape() != q.shape() {
+            bail!(
+                "attention: query {:?}, key {:?} and value {:?} must have one shape",
+                q.shape(),
+                k.shape(),
+                v.shape()
+            );
+        }
+        if self.heads == 0 || hidden % self.heads != 0 {
+            bail!(
+                "attention: hidden size {hidden} is not a multiple of {} heads",
+                self.heads
+            );
+        }
+        if self.key_mask.len() != batch * seq_len {
+            bail!(
+                "attention: key mask of {} elements for {batch} × {seq_len} tokens",
+                self.key_mask.len()
+            );
+        }
+        let geometry = Heads {
+            batch,
+            seq_len,
+            hidden,
+            heads: self.heads,
+            head_dim: hidden / self.heads,
+        };
+        if let Some(mask) = &self.dropout {
+            if mask.len() != batch * self.heads * geometry.square() {
+                bail!(
+                    "attention: dropout mask of {} elements for {batch} × {} × {seq_len}²",
+                    mask.len(),
+                    self.heads
+                );
+            }
+        }
+        Ok(geometry)
+    }
+
+    /// Scaled, masked softmax of the `(L, L)` scores in `probs`, in place.
+    fn softmax(&self, probs: &mut [f32], key_mask: &[f32]) {
+        let keys = key_mask.len();
+        for row in probs.chunks_mut(keys) {
+            let mut max = f32::NEG_INFINITY;
+            for j in 0..keys {
+                row[j] *= self.scale;
+                if key_mask[j] > 0.0 && row[j] > max {
+                    max = row[j];
+                }
+            }
+            let mut sum = 0f32;
+            for j in 0..keys {
+                let e = if key_mask[j] > 0.0 {
+                    (row[j] - max).exp()
+                } else {
+                    0.0
+                };
+                row[j] = e;
+                sum += e;
+            }
+            if sum > 0.0 {
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+    }
+
+    /// Probabilities after dropout for head `bh`: `probs` itself, or `scratch` filled with them.
+    fn dropped<'a>(&self, bh: usize, probs: &'a [f32], scratch: &'a mut [f32]) -> &'a [f32] {
+        match &self.dropout {
+            Some(mask) => {
+                let mask = &mask[bh * probs.len()..(bh + 1) * probs.len()];
+                for ((s, p), m) in scratch.iter_mut().zip(probs).zip(mask) {
+                    *s = p * m;
+                }
+                scratch
+            }
+            None => probs,
+        }
+    }
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "crossdistill-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let g = self.heads(l1, l2, l3)?;
+        let q = f32_slice(s1, l1, self.name())?;
+        let k = f32_slice(s2, l2, self.name())?;
+        let v = f32_slice(s3, l3, self.name())?;
+        let mut out = vec![0f32; q.len()];
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let square = g.square();
+        let head = |bh: usize, probs: &mut [f32], scratch: &mut [f32]| {
+            let offset = g.offset(bh);
+            let b = bh / g.heads;
+            // SAFETY: probs holds L × L; q, k, v and out are (B, L, H) and head bh reads and
+            // writes only its own L × head_dim column block of out.
+            unsafe {
+                matmul(
+                    g.seq_len,
+                    g.seq_len,
+                    g.head_dim,
+                    probs.as_mut_ptr(),
+                    g.seq_len,
+                    false,
+                    View::rows(q, offset, g.hidden),
+                    View::transposed(k, offset, g.hidden),
+                    Parallelism::None,
+                );
+            }
+            self.softmax(probs, &self.key_mask[b * g.seq_len..(b + 1) * g.seq_len]);
+            let dropped = self.dropped(bh, probs, scratch);
+            unsafe {
+                matmul(
+                    g.seq_len,
+                    g.head_dim,
+                    g.seq_len,
+                    out_ptr.at(offset),
+                    g.hidden,
+                    false,
+                    View::rows(dropped, 0, g.seq_len),
+                    View::rows(v, offset, g.hidden),
+                    Parallelism::None,
+                );
+            }
+        };
+        let scratch_len = if self.dropout.is_some() { square } else { 0 };
+        if self.keep {
+            let mut probs = vec![0f32; g.batch * g.heads * square];
+            probs.par_chunks_mut(square).enumerate().for_each_init(
+                || vec![0f32; scratch_len],
+                |scratch, (bh, p)| head(bh, p, scratch),
+            );
+            *self.probs.lock().expect("no panic while holding it") = Some(probs);
+        } else {
+            (0..g.batch * g.heads).into_par_iter().for_each_init(
+                || (vec![0f32; square], vec![0f32; scratch_len]),
+                |(p, scratch), bh| head(bh, p, scratch),
+            );
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, seq_len, hidden) = q.dims3()?;
+        let g = Heads {
+            batch,
+            seq_len,
+            hidden,
+            heads: self.heads,
+            head_dim: hidden / self.heads,
+        };
+        let square = g.square();
+        let kept = self.probs.lock().expect("no panic while holding it");
+        let Some(probs) = kept.as_ref() else {
+            bail!("attention: backward through a forward pass that recorded no graph");
+        };
+        let n = q.elem_count();
+        let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let (dq_ptr, dk_ptr, dv_ptr) = (
+            SharedMut(dq.as_mut_ptr()),
+            SharedMut(dk.as_mut_ptr()),
+            SharedMut(dv.as_mut_ptr()),
+        );
+        let scratch_len = if self.dropout.is_some() { square } else { 0 };
+        with_cpu_f32(q, self.name(), |q| {
+            with_cpu_f32(k, self.name(), |k| {
+                with_cpu_f32(v, self.name(), |v| {
+                    with_cpu_f32(grad, self.name(), |dctx| {
+                        (0..g.batch * g.heads).into_par_iter().for_each_init(
+                            || (vec![0f32; square], vec![0f32; scratch_len]),
+                            |(dp, scratch), bh| {
+                                let offset = g.offset(bh);
+                                let p = &probs[bh * square..(bh + 1) * square];
+                                let dropped = self.dropped(bh, p, scratch);
+                                // SAFETY: dp holds L × L; head bh writes only its own column
+                                // block of dq, dk and dv; the views stay inside their buffers.
+                                unsafe {
+                                    // dP' = dctx · Vᵀ; dV = P'ᵀ · dctx (P' after dropout).
+                                    matmul(
+                                        g.seq_len,
+                                        g.seq_len,
+                                        g.head_dim,
+                                        dp.as_mut_ptr(),
+                                        g.seq_len,
+                                        false,
+                                        View::rows(dctx, offset, g.hidden),
+                                        View::transposed(v, offset, g.hidden),
+                                        Parallelism::None,
+                                    );
+                                    matmul(
+                                        g.seq_len,
+                                        g.head_dim,
+                                        g.seq_len,
+                                        dv_ptr.at(offset),
+                                        g.hidden,
+                                        false,
+                                        View::transposed(dropped, 0, g.seq_len),
+                                        View::rows(dctx, offset, g.hidden),
+                                        Parallelism::None,
+                                    );
+                                }
+                                if let Some(mask) = &self.dropout {
+                                    let mask = &mask[bh * square..(bh + 1) * square];
+                                    dp.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
+                                }
+                                // dS = scale · P ⊙ (dP − Σ dP ⊙ P) per row.
+                                for (d_row, p_row) in
+                                    dp.chunks_mut(g.seq_len).zip(p.chunks(g.seq_len))
+                                {
+                                    let dot: f32 =
+                                        d_row.iter().zip(p_row).map(|(d, p)| d * p).sum();
+                                    for (d, p) in d_row.iter_mut().zip(p_row) {
+                                        *d = self.scale * p * (*d - dot);
+                                    }
+                                }
+                                unsafe {
+                                    // dQ = dS · K; dK = dSᵀ · Q.
+                                    matmul(
+                                        g.seq_len,
+                                        g.head_dim,
+                                        g.seq_len,
+                                        dq_ptr.at(offset),
+                                        g.hidden,
+                                        false,
+                                        View::rows(dp, 0, g.seq_len),
+                                        View::rows(k, offset, g.hidden),
+                                        Parallelism::None,
+                                    );
+                                    matmul(
+                                        g.seq_len,
+                                        g.head_dim,
+                                        g.seq_len,
+                                        dk_ptr.at(offset),
+                                        g.hidden,
+                                        false,
+                                        View::transposed(dp, 0, g.seq_len),
+                                        View::rows(q, offset, g.hidden),
+                                        Parallelism::None,
+                                    );
+                                }
+                            },
+                        )
+                    })
+                })
+            })
+        })????;
+        let device = q.device();
+        let shape = q.shape();
+        Ok((
+            Some(Tensor::from_vec(dq, shape, device)?),
+            Some(Tensor::from_vec(dk, shape, device)?),
+            Some(Tensor::from_vec(dv, shape, device)?),
+        ))
+    }
+}
+
+/// Multi-head attention context `(B, L, H)` from the projections `query`, `key`, `value`
+/// (each `(B, L, H)`, heads of `H / heads` consecutive columns): per head,
+/// `softmax(scale · Q Kᵀ)` over the keys with `key_mask[b, k] > 0` (`(B, L)` values), times
+/// `dropout` (`(B, heads, L, L)` multipliers) when given, times `V`. f32 CPU tensors.
+pub fn attention_fused(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    key_mask: &Tensor,
+    heads: usize,
+    scale: f64,
+    dropout: Option<Vec<f32>>,
+) -> CResult<Tensor> {
+    let keep = query.track_op() || key.track_op() || value.track_op();
+    let op = AttentionOp {
+        heads,
+        scale: scale as f32,
+        key_mask: key_mask.flatten_all()?.to_vec1::<f32>()?,
+        dropout,
+        keep,
+        probs: Mutex::new(None),
+    };
+    query
+        .contiguous()?
+        .apply_op3(&key.contiguous()?, &value.contiguous()?, op)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+struct DropoutOp {
+    mask: Vec<f32>,
+}
+
+impl CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "crossdistill-dropout"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let xs = f32_slice(storage, layout, self.name())?;
+        if xs.len() != self.mask.len() {
+            bail!(
+                "dropout: mask of {} elements for {:?}",
+                self.mask.len(),
+                layout.shape()
+            );
+        }
+        let ys: Vec<f32> = xs.par_iter().zip(&self.mask).map(|(x, m)| x * m).collect();
+        Ok((CpuStorage::F32(ys), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        let dx = with_cpu_f32(grad, self.name(), |g| -> Vec<f32> {
+            g.par_iter().zip(&self.mask).map(|(g, m)| g * m).collect()
+        })?;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// `xs ⊙ mask` (per-element multipliers, `xs.elem_count()` of them); f32 CPU tensors.
+pub fn dropout_fused(xs: &Tensor, mask: Vec<f32>) -> CResult<Tensor> {
+    xs.contiguous()?.apply_op1(DropoutOp { mask })
+}
