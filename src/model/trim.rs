@@ -21,11 +21,13 @@
 //!   would have been in the old vocabulary too and taken instead, so the same pieces win. A word
 //!   that became `[UNK]` still fails at the same or an earlier position, so it stays `[UNK]`.
 //! - **Unigram** picks the best-scoring segmentation (Viterbi) among the pieces in the
-//!   vocabulary. The old best path uses only kept pieces, so it is still available, and the
-//!   subset offers no path that was not there before — except where a character loses its
-//!   single-character piece and gets an `<unk>` node scored `min_score − 10`. Trimming keeps the
-//!   lowest-scoring piece so that this penalty does not change; ties between equally scored
-//!   paths could in principle resolve differently.
+//!   vocabulary. The old best path uses only kept pieces, so it is still available with the same
+//!   score, and removing pieces only removes competing paths — except where a character loses
+//!   its single-character piece and gets an `<unk>` node instead, scored `min_score − 10`.
+//!   Trimming keeps the lowest-scoring piece, so `min_score` does not change and such a node
+//!   scores strictly less than the piece it replaces: no new path can beat or tie the old best.
+//!   Ties: the tokenizers crate keeps the first of equally scored candidates it meets; the old
+//!   winner is kept and every candidate met before it was already not better, so it still wins.
 //!
 //! The argument is not relied on: after writing the trimmed tokenizer, the whole corpus (every
 //! text and every pair) is tokenised again and each new id must map back to the old id at the
@@ -400,35 +402,7 @@ pub fn trim_vocab(
         trimmed_tokenizer_text.as_bytes(),
         &out.join("tokenizer.json"),
     )?;
-    let mut tokens_checked = 0;
-    for (is_pair, old) in [(false, &texts), (true, &pairs)] {
-        let check = |index: usize, encoding: &tokenizers::Encoding| -> Result<()> {
-            let before = old.item(index);
-            let after = encoding.get_ids();
-            let same = before.len() == after.len()
-                && before
-                    .iter()
-                    .zip(after)
-                    .all(|(&old_id, &new_id)| map.old_id(new_id) == Some(old_id));
-            if same {
-                return Ok(());
-            }
-            Err(mismatch(
-                corpus, is_pair, index, &tokenizer, before, encoding,
-            ))
-        };
-        if is_pair {
-            encode_all(
-                &trimmed,
-                corpus.pairs(),
-                |(a, b)| (a.as_str(), b.as_str()).into(),
-                check,
-            )?;
-        } else {
-            encode_all(&trimmed, corpus.texts(), |text| text.as_str().into(), check)?;
-        }
-        tokens_checked += old.ids.len();
-    }
+    let tokens_checked = check_tokenisation(corpus, &[&texts, &pairs], &tokenizer, &trimmed, &map)?;
 
     let weights_bytes_before = files
         .weights
@@ -459,6 +433,46 @@ pub fn trim_vocab(
     };
     staged.commit()?;
     Ok(report)
+}
+
+/// Tokenise the corpus with `trimmed` and check every id against `before` (`[texts, pairs]`, as
+/// `original` tokenised them) through `map`. Returns the number of tokens compared; the first
+/// difference is an error naming the text (at its file and line when it came from a file).
+fn check_tokenisation(
+    corpus: &TrimCorpus,
+    before: &[&EncodedIds; 2],
+    original: &Tokenizer,
+    trimmed: &Tokenizer,
+    map: &VocabMap,
+) -> Result<usize> {
+    let mut tokens_checked = 0;
+    for (is_pair, old) in [(false, before[0]), (true, before[1])] {
+        let check = |index: usize, encoding: &tokenizers::Encoding| -> Result<()> {
+            let before = old.item(index);
+            let after = encoding.get_ids();
+            let same = before.len() == after.len()
+                && before
+                    .iter()
+                    .zip(after)
+                    .all(|(&old_id, &new_id)| map.old_id(new_id) == Some(old_id));
+            if same {
+                return Ok(());
+            }
+            Err(mismatch(corpus, is_pair, index, original, before, encoding))
+        };
+        if is_pair {
+            encode_all(
+                trimmed,
+                corpus.pairs(),
+                |(a, b)| (a.as_str(), b.as_str()).into(),
+                check,
+            )?;
+        } else {
+            encode_all(trimmed, corpus.texts(), |text| text.as_str().into(), check)?;
+        }
+        tokens_checked += old.ids.len();
+    }
+    Ok(tokens_checked)
 }
 
 /// Unigram pieces kept whatever the corpus uses: the lowest-scoring piece (the `<unk>` penalty
@@ -526,7 +540,7 @@ fn mismatch(
                 old_tokens
             ),
         )
-        .with_hint("this is a tie between equally scored segmentations; remove the text from the corpus, or keep the full vocabulary (and please report it)")
+        .with_hint("this should not happen (see crossdistill::model::trim); remove the text from the corpus or keep the full vocabulary, and please report it")
 }
 
 /// Copy every other file of the model directory into `out`, rewriting vocab.txt and
@@ -646,6 +660,101 @@ mod tests {
         assert_eq!(map.new_id(99), None);
         assert_eq!(map.old_id(3), Some(6));
         assert_eq!(map.old_id(4), None);
+    }
+
+    fn wordpiece(vocab: serde_json::Value) -> Tokenizer {
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                "max_input_chars_per_word": 100, "vocab": vocab}
+        });
+        load_tokenizer(json.to_string().as_bytes(), Path::new("t.json")).unwrap()
+    }
+
+    #[test]
+    fn a_changed_tokenisation_is_an_error_at_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corpus.txt");
+        std::fs::write(&path, "a b\nab\n").unwrap();
+        let corpus = TrimCorpus::read_files(&[path.clone()], &CorpusColumns::default()).unwrap();
+        let original = wordpiece(serde_json::json!({"[UNK]": 0, "a": 1, "b": 2, "##b": 3}));
+        let texts = encode_ids(&original, corpus.texts(), |t| t.as_str().into()).unwrap();
+        let pairs = encode_ids(&original, corpus.pairs(), |(a, b)| {
+            (a.as_str(), b.as_str()).into()
+        })
+        .unwrap();
+        assert_eq!((texts.item(0), texts.item(1)), (&[1, 2][..], &[1, 3][..]));
+
+        let all = VocabMap::from_kept(&[true; 4]);
+        let checked =
+            check_tokenisation(&corpus, &[&texts, &pairs], &original, &original, &all).unwrap();
+        assert_eq!(checked, 4);
+
+        // Dropping `##b`, which the corpus uses, turns "ab" into [UNK]: caught, at line 2.
+        let without = wordpiece(serde_json::json!({"[UNK]": 0, "a": 1, "b": 2}));
+        let map = VocabMap::from_kept(&[true, true, true, false]);
+        let error = check_tokenisation(&corpus, &[&texts, &pairs], &original, &without, &map)
+            .unwrap_err()
+            .to_string();
+        let expected = format!(
+            "{}:2: the trimmed tokenizer splits the text \"ab\" into [\"[UNK]\"], the original into [\"a\", \"##b\"]; nothing was written",
+            path.display()
+        );
+        assert!(error.starts_with(&expected), "{error}");
+    }
+
+    /// Why the lowest-scoring Unigram piece is kept: the `<unk>` node's score is
+    /// `min_score − 10`. Here "abcde" is [ab c d e] (−20; [a bcde] is −30.1). Trimming to the
+    /// corpus without `a` (−30) raises min_score to −5, and the new `<unk>` node (−15) for "a"
+    /// makes [<unk> bcde] (−15.1) beat the old best path.
+    #[test]
+    fn unigram_keeps_its_unknown_penalty() {
+        let tokenizer = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "Unigram", "unk_id": 0, "byte_fallback": false, "vocab": [
+                ["<unk>", 0.0], ["a", -30.0], ["ab", -5.0], ["c", -5.0], ["d", -5.0],
+                ["e", -5.0], ["bcde", -0.1]]}
+        });
+        let mut corpus = TrimCorpus::new();
+        corpus.add_text("abcde");
+        corpus.add_text("bcde");
+        let original = load_tokenizer(tokenizer.to_string().as_bytes(), Path::new("t")).unwrap();
+        let texts = encode_ids(&original, corpus.texts(), |t| t.as_str().into()).unwrap();
+        let pairs = encode_ids(&original, corpus.pairs(), |(a, b)| {
+            (a.as_str(), b.as_str()).into()
+        })
+        .unwrap();
+        assert_eq!(
+            (texts.item(0), texts.item(1)),
+            (&[2, 3, 4, 5][..], &[6][..])
+        );
+        let trim_with = |extras: &[usize]| {
+            let mut kept = vec![false; 7];
+            kept[0] = true;
+            for &id in texts.ids.iter() {
+                kept[id as usize] = true;
+            }
+            for &id in extras {
+                kept[id] = true;
+            }
+            let map = VocabMap::from_kept(&kept);
+            let mut json = tokenizer.clone();
+            vocab_files::remap_tokenizer(&mut json, TokenizerKind::Unigram, &map).unwrap();
+            let trimmed = load_tokenizer(json.to_string().as_bytes(), Path::new("t")).unwrap();
+            check_tokenisation(&corpus, &[&texts, &pairs], &original, &trimmed, &map)
+        };
+        let error = trim_with(&[]).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                r#"splits the text "abcde" into ["a", "bcde"], the original into ["ab", "c", "d", "e"]"#
+            ),
+            "{error}"
+        );
+        assert_eq!(unigram_kept_extras(&tokenizer), [1]);
+        assert_eq!(trim_with(&unigram_kept_extras(&tokenizer)).unwrap(), 5);
     }
 
     #[test]
