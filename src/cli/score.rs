@@ -51,7 +51,8 @@ impl PrecomputeProgress for Bar {
 fn sources(recipe: &Recipe) -> Result<(Vec<(DataSource, Option<usize>)>, Option<ColumnRoles>)> {
     let (train, eval, columns) = training_sources(recipe)?;
     let mut sources = vec![(train, recipe.data.train.max_rows)];
-    sources.extend(eval.map(|eval| (eval, None)));
+    let eval_rows = recipe.data.eval.as_ref().and_then(|eval| eval.max_rows);
+    sources.extend(eval.map(|eval| (eval, eval_rows)));
     Ok((sources, columns))
 }
 

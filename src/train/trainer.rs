@@ -125,6 +125,11 @@ pub fn train(
     let mut held_out = match (&plan.eval_source, plan.teacher.as_mut()) {
         (Some(source), Some(teacher)) if state.step == 0 || resume => Some(HeldOut::new(
             source,
+            plan.recipe
+                .data
+                .eval
+                .as_ref()
+                .and_then(|eval| eval.max_rows),
             plan.columns.as_ref(),
             teacher.as_mut(),
         )?),
@@ -549,17 +554,18 @@ struct HeldOut {
 }
 
 impl HeldOut {
-    /// Teacher scores of the held-out rows. With parallel columns the student is judged on each
+    /// Teacher scores of the held-out rows (the first `max_rows`). With parallel columns the student is judged on each
     /// of its column groups against the teacher's score of the teacher's columns.
     fn new(
         source: &crate::data::DataSource,
+        max_rows: Option<usize>,
         columns: Option<&ColumnRoles>,
         teacher: &mut dyn Teacher,
     ) -> Result<Self> {
         let teacher_fields = columns.and_then(ColumnRoles::teacher_fields);
         let mut student_pairs = Vec::new();
         let mut teacher_pairs_text = Vec::new();
-        for row in source.open()? {
+        for row in source.open()?.take(max_rows.unwrap_or(usize::MAX)) {
             let row: Row = row?;
             let examples = match columns {
                 Some(roles) => roles.expand(&row, true)?,

@@ -41,6 +41,7 @@ columns = {student_columns}
 path = "train.jsonl"
 [data.eval]
 path = "dev.jsonl"
+max_rows = 4
 [[loss]]
 kind = "mse"
 labels = "teacher"
@@ -82,6 +83,9 @@ fn one_example_per_language_and_row() {
         "{resolved}"
     );
     assert!(dir.path().join("run/final/model.safetensors").exists());
+    // Held-out agreement: the first 4 dev rows (max_rows), each in both languages.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("on 8 held-out pairs"), "{stdout}");
 }
 
 #[test]
@@ -114,8 +118,9 @@ fn score_precomputes_the_teacher_columns_only() {
     let output = crossdistill(&["score", recipe.to_str().unwrap(), "--set", &set, "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    // 12 training rows and 6 held-out rows (copies of the first 6): one English pair each.
-    assert_eq!(summary["pairs"], 18, "{summary}");
+    // 12 training rows and 4 held-out rows (max_rows; copies of the first 4): one English pair
+    // each.
+    assert_eq!(summary["pairs"], 16, "{summary}");
     assert_eq!(summary["teacher_scored"], 12, "{summary}");
 
     // Training then finds every teacher score in the cache.
