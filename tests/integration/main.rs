@@ -1,5 +1,6 @@
 //! crossdistill's integration tests: one binary, so candle and the tokenizer link once.
 
+mod bad_input;
 mod cache;
 mod card;
 mod common;
@@ -11,4 +12,5 @@ mod model_training;
 mod onnx_teacher;
 mod pipeline;
 mod predict_cli;
+mod resume_kill;
 mod training;
