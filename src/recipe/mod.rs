@@ -76,14 +76,8 @@ pub fn check(path: &Path, overrides: &[String]) -> Vec<Problem> {
 /// [`load`] with an explicit working directory (for `--set` paths and a relative `path`).
 fn load_in(path: &Path, overrides: &[String], cwd: &Path) -> Result<Recipe> {
     let file = cwd.join(path);
-    let text = std::fs::read_to_string(&file).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            Error::input(path, None, "recipe file not found")
-                .with_hint("check the path; a relative path is relative to the working directory")
-        } else {
-            Error::io("cannot read", path, source)
-        }
-    })?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|source| Error::io("cannot read", path, source))?;
     let (recipe, problems) = load::read_recipe(path, &text, overrides, cwd);
     match Problem::into_error(problems) {
         Some(error) => Err(error),

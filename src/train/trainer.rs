@@ -83,23 +83,27 @@ pub fn train(plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> Resu
 
 /// ENOSPC, EFBIG and EDQUOT: the disk, the file size limit or the quota is full.
 fn explain_full_disk(error: Error) -> Error {
+    let full = |source: &std::io::Error| {
+        matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::QuotaExceeded
+        )
+    };
     match error {
         Error::Io {
             action,
             path,
             source,
-        } if matches!(
-            source.kind(),
-            std::io::ErrorKind::StorageFull
-                | std::io::ErrorKind::FileTooLarge
-                | std::io::ErrorKind::QuotaExceeded
-        ) =>
-        {
-            Error::invalid(format!(
-            "{action} {}: {source}; the run directory keeps its last complete checkpoint",
-            path.display()
-        ))
-            .with_hint("free disk space (or raise the file size limit or quota), then run again with --resume")
+        } if full(&source) => {
+            let message = format!(
+                "{action} {}: {source}; the run directory keeps its last complete checkpoint",
+                path.display()
+            );
+            Error::invalid(message).with_hint(
+                "free disk space (or raise the file size limit or quota), then run again with --resume",
+            )
         }
         other => other,
     }
