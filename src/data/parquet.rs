@@ -200,7 +200,32 @@ impl ParquetRows {
         let first_row = self.rows_before_batch + self.batch_rows + 1;
         let batches = &mut self.batches;
         let batch: RecordBatch = match without_panics(&self.path, || batches.next())? {
+            None if first_row <= self.total_rows => {
+                // A damaged footer can promise rows its row groups do not hold (found by
+                // fuzz/fuzz_targets/parquet.rs): losing them silently is not an option.
+                return Err(Error::input(
+                    &self.path,
+                    None,
+                    format!(
+                        "the file's footer says it has {} rows, but its row groups hold {}",
+                        self.total_rows,
+                        first_row - 1
+                    ),
+                )
+                .with_hint("check that the file is complete and not corrupted"));
+            }
             None => return Ok(false),
+            Some(Ok(batch)) if first_row - 1 + batch.num_rows() > self.total_rows => {
+                return Err(Error::input(
+                    &self.path,
+                    None,
+                    format!(
+                        "the file's footer says it has {} rows, but its row groups hold more",
+                        self.total_rows
+                    ),
+                )
+                .with_hint("check that the file is complete and not corrupted"));
+            }
             Some(Ok(batch)) => batch,
             Some(Err(error)) => {
                 return Err(Error::input(
