@@ -59,6 +59,29 @@ pub fn write_atomic_with(
     sync_dir(parent)
 }
 
+/// Save `tensors` as a safetensors file at `path` (not atomically: write it into a
+/// [`StagedDir`]). A failed write names the file and keeps the OS error (a full disk, a file size
+/// limit), which candle's own error leaves out.
+pub fn save_safetensors(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    path: &Path,
+) -> Result<()> {
+    candle_core::safetensors::save(tensors, path).map_err(|error| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(current) = cause {
+            if let Some(io) = current.downcast_ref::<std::io::Error>() {
+                let source = match io.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(io.kind(), io.to_string()),
+                };
+                return Error::io("cannot write", path, source);
+            }
+            cause = current.source();
+        }
+        Error::from(error)
+    })
+}
+
 /// Write `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |f| f.write_all(bytes))

@@ -197,7 +197,10 @@ pub fn write_csv(
     } else {
         format!("{header}\n{row}\n")
     };
+    // Synced like metrics.jsonl: a checkpoint records how many lines the file had, and a resumed
+    // run cuts it back to them.
     file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_data())
         .map_err(|e| Error::io("cannot write", &path, e))?;
     Ok(path)
 }

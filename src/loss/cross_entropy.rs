@@ -126,7 +126,7 @@ fn class_labels(
         .map(|(row, value)| {
             if value.fract() != 0.0 || !value.is_finite() {
                 return Err(Error::invalid(format!(
-                    "cross_entropy: label {value} in row {row} is not a class index (an integer in 0..{num_classes})"
+                    "cross_entropy: label {value} in batch row {row} is not a class index (an integer in 0..{num_classes})"
                 )));
             }
             let class = value as i64;
@@ -136,7 +136,7 @@ fn class_labels(
                 Ok(Some(class as usize))
             } else {
                 Err(Error::invalid(format!(
-                    "cross_entropy: label {class} in row {row} is out of range for {num_classes} classes (0..={})",
+                    "cross_entropy: label {class} in batch row {row} is out of range for {num_classes} classes (0..={})",
                     num_classes - 1
                 ))
                 .with_hint("student.num_labels must equal the number of classes in the data"))
@@ -308,7 +308,7 @@ mod tests {
             .to_string();
         assert!(
             message.starts_with(
-                "cross_entropy: label 3 in row 1 is out of range for 3 classes (0..=2)"
+                "cross_entropy: label 3 in batch row 1 is out of range for 3 classes (0..=2)"
             ),
             "{message}"
         );
@@ -316,7 +316,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            message.contains("label 0.5 in row 0 is not a class index"),
+            message.contains("label 0.5 in batch row 0 is not a class index"),
             "{message}"
         );
         let message = cross_entropy(&logits(), &t64(&[0.0, 1.0, 2.0], &[3]), &cfg)

@@ -219,6 +219,21 @@ pub fn scalar_labels(labels: &[Vec<f32>], loss: &str, device: &Device) -> Result
     Ok(Tensor::from_vec(values, labels.len(), device)?)
 }
 
+/// Labels of a binary loss must be in [0, 1] (1 relevant, 0 not, or a soft label), as
+/// sentence-transformers documents; anything else trains towards a meaningless target.
+fn check_probability_labels(loss: &str, examples: &[Row], labels: &[Vec<f32>]) -> Result<()> {
+    for (example, label) in examples.iter().zip(labels) {
+        if let Some(value) = label.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::invalid(format!(
+                "{loss}: the label of the row at line {} is {value}; expected a value in [0, 1] (1 relevant, 0 not, or a soft label)",
+                example.line
+            ))
+            .with_hint("rescale the labels to [0, 1] (e.g. STS scores / 5), use mse for unbounded scores, or give the teacher activation = \"sigmoid\""));
+        }
+    }
+    Ok(())
+}
+
 /// Pointwise losses over (column 0, column 1) pairs with one label each: `mse`,
 /// `binary_cross_entropy`, `cross_entropy`.
 pub struct PointwiseLoss<C: Send> {
@@ -246,6 +261,9 @@ impl<C: Send> Loss for PointwiseLoss<C> {
         let queries = text_column(input.examples, 0, self.kind)?;
         let docs = text_column(input.examples, 1, self.kind)?;
         let pairs: Vec<(&str, &str)> = queries.into_iter().zip(docs).collect();
+        if self.kind == "binary_cross_entropy" {
+            check_probability_labels(self.kind, input.examples, labels)?;
+        }
         let logits = student_logits(student, &pairs, Some(dropout))?;
         let mut labels = scalar_labels(labels, self.kind, student.device())?;
         if self.integer_labels {

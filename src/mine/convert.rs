@@ -103,6 +103,9 @@ fn expect_texts(row: &Row, count: Option<usize>, source: &DataSource) -> Result<
             &source.path,
             Some(row.line),
             format!("expected {count} text columns, found {}", texts.len()),
+        )
+        .with_hint(
+            "check that --from names the input's layout, or pick its columns with --columns",
         ));
     }
     Ok(texts)

@@ -83,6 +83,22 @@ impl PairDataset {
                     .with_hint("give the file an anchor and a positive column")
                 })?,
         };
+        for (flag, name) in [
+            ("--anchor-column-name", anchor_column),
+            ("--positive-column-name", positive_column),
+        ] {
+            if let Some(name) = name.filter(|name| !inputs.iter().any(|input| input == name)) {
+                return Err(Error::input(
+                    &path,
+                    None,
+                    format!(
+                        "{flag} `{name}` is not an input column of this file; the input columns are: {}",
+                        inputs.join(", ")
+                    ),
+                )
+                .with_hint(format!("pass {flag} with one of those columns")));
+            }
+        }
         let selected = DataSource {
             columns: Some(vec![anchor.clone(), positive.clone()]),
             ..source.clone()

@@ -362,7 +362,7 @@ impl CrossEncoder {
         )?;
         let tensors = self.params.to_named_tensors()?;
         let weights = dir.join("model.safetensors");
-        candle_core::safetensors::save(&tensors.into_iter().collect(), &weights)?;
+        crate::fsutil::save_safetensors(&tensors.into_iter().collect(), &weights)?;
         for side in &self.files.tokenizer_side_files {
             let name = side.file_name().unwrap_or_default();
             std::fs::copy(side, dir.join(name)).map_err(|e| Error::io("cannot copy", side, e))?;

@@ -84,8 +84,20 @@ pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    plot_metrics(&rows, &output_dir.join("training_metrics.png"))?;
-    plot_metrics(&rows, &final_dir.join("training_metrics.png"))?;
+    // A run can end without a single loss row (every logged step skipped by on_nan = "skip"):
+    // then there is no plot, and the card says nothing of one.
+    let plottable = rows.iter().any(|row| {
+        row.as_object().is_some_and(|fields| {
+            fields.iter().any(|(key, value)| {
+                (key == "loss" || key.starts_with("eval/"))
+                    && value.as_f64().is_some_and(f64::is_finite)
+            })
+        })
+    });
+    if plottable {
+        plot_metrics(&rows, &output_dir.join("training_metrics.png"))?;
+        plot_metrics(&rows, &final_dir.join("training_metrics.png"))?;
+    }
     let resolved: toml::Table = plan
         .recipe
         .to_resolved_toml()
@@ -145,7 +157,7 @@ pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult
         metrics_rows: rows,
         eval_results: final_results.to_vec(),
         best_step: state.best_step.map(|s| s as u64),
-        plot: Some("training_metrics.png".into()),
+        plot: plottable.then(|| "training_metrics.png".into()),
         ..CardInput::default()
     };
     write_atomic(&final_dir.join("README.md"), render(&input).as_bytes())

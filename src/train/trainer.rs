@@ -73,14 +73,52 @@ pub struct LogWindow {
 }
 
 /// Run a planned training to the end (or from its latest checkpoint with `resume`).
-pub fn train(
+///
+/// A write that fails because the disk (or the file size limit) is full comes back as an
+/// [`Error::Invalid`] that names the file and says how to go on; the run directory keeps its last
+/// complete checkpoint, so `resume` continues from there.
+pub fn train(plan: Plan, resume: bool, progress: &mut dyn TrainProgress) -> Result<TrainReport> {
+    run_training(plan, resume, progress).map_err(explain_full_disk)
+}
+
+/// ENOSPC, EFBIG and EDQUOT: the disk, the file size limit or the quota is full.
+fn explain_full_disk(error: Error) -> Error {
+    let full = |source: &std::io::Error| {
+        matches!(
+            source.kind(),
+            std::io::ErrorKind::StorageFull
+                | std::io::ErrorKind::FileTooLarge
+                | std::io::ErrorKind::QuotaExceeded
+        )
+    };
+    match error {
+        Error::Io {
+            action,
+            path,
+            source,
+        } if full(&source) => {
+            let message = format!(
+                "{action} {}: {source}; the run directory keeps its last complete checkpoint",
+                path.display()
+            );
+            Error::invalid(message).with_hint(
+                "free disk space (or raise the file size limit or quota), then run again with --resume",
+            )
+        }
+        other => other,
+    }
+}
+
+fn run_training(
     mut plan: Plan,
     resume: bool,
     progress: &mut dyn TrainProgress,
 ) -> Result<TrainReport> {
     let output_dir = plan.output_dir.clone();
+    check_output_dir(&output_dir)?;
     create_dir_all(&output_dir)?;
     let _lock = lock_run_dir(&output_dir)?;
+    checkpoint::remove_stale_temporaries(&output_dir)?;
     write_atomic(
         &output_dir.join("recipe.resolved.toml"),
         plan.recipe.to_resolved_toml().as_bytes(),
@@ -101,14 +139,20 @@ pub fn train(
         match checkpoint::latest(&output_dir)? {
             Some(dir) => {
                 state = checkpoint::load(&dir, &plan.student, &mut optimizer)?;
-                checkpoint::truncate_metrics(&metrics_path, state.step)?;
+                checkpoint::rewind_logs(&output_dir, Some(&state))?;
                 progress.message(&format!(
                     "resumed from {} (step {})",
                     dir.display(),
                     state.step
                 ));
             }
-            None => progress.message("no checkpoint to resume from; starting fresh"),
+            None => {
+                checkpoint::rewind_logs(&output_dir, None)?;
+                progress.message(&format!(
+                    "no complete checkpoint in {} to resume from; starting from step 0",
+                    output_dir.display()
+                ));
+            }
         }
     } else if checkpoint::latest(&output_dir)?.is_some() {
         return Err(Error::invalid(format!(
@@ -116,9 +160,9 @@ pub fn train(
             output_dir.display()
         ))
         .with_hint("pass --resume to continue it, or choose another run.output_dir"));
-    } else if metrics_path.exists() {
-        std::fs::remove_file(&metrics_path)
-            .map_err(|e| Error::io("cannot remove", &metrics_path, e))?;
+    } else {
+        // Logs of an earlier run that died before its first checkpoint.
+        checkpoint::rewind_logs(&output_dir, None)?;
     }
 
     // Held-out agreement before training (teacher scores computed once, kept for the end).
@@ -174,7 +218,7 @@ pub fn train(
         let mut step_parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut micro_batches = 0usize;
         let mut pairs = 0usize;
-        let mut last_rows: Vec<usize> = Vec::new();
+        let mut batch_lines: Vec<usize> = Vec::new();
         for micro in 0..train.gradient_accumulation {
             let batch = match producer.next_batch() {
                 Some(batch) => batch?,
@@ -184,7 +228,7 @@ pub fn train(
                 }
             };
             state.position = batch.position;
-            last_rows = batch.examples.iter().map(|r| r.line).collect();
+            batch_lines.extend(batch.examples.iter().map(|r| r.line));
             pairs += batch_pairs(&batch);
             let (value, parts) = micro_step(
                 &mut plan,
@@ -193,7 +237,8 @@ pub fn train(
                 &mut grads,
                 step_seed(seed, state.step, micro),
                 train.gradient_accumulation,
-            )?;
+            )
+            .map_err(|error| in_batch(error, &batch, &plan.recipe.data.train.resolved()))?;
             step_loss += value;
             for (k, v) in parts {
                 *step_parts.entry(k).or_default() += v;
@@ -210,16 +255,19 @@ pub fn train(
             match train.on_nan {
                 OnNan::Stop => {
                     return Err(Error::invalid(format!(
-                        "non-finite loss or gradient at step {} (loss {step_loss}); rows of the batch: {:?}",
+                        "non-finite loss or gradient at step {} (loss {step_loss}); the batch holds the rows at lines {:?} of {}",
                         state.step + 1,
-                        last_rows
+                        batch_lines,
+                        plan.recipe.data.train.resolved(),
                     ))
-                    .with_hint("lower the learning rate, check the labels for NaN/inf, or set train.on_nan = \"skip\""));
+                    .with_hint("lower train.learning_rate, check those rows and the teacher's scores for NaN/inf, or set train.on_nan = \"skip\" to skip such batches"));
                 }
                 OnNan::Skip => {
                     progress.message(&format!(
-                        "step {}: non-finite loss, batch skipped",
-                        state.step + 1
+                        "step {}: non-finite loss or gradient (loss {step_loss}), batch skipped (rows at lines {:?} of {})",
+                        state.step + 1,
+                        batch_lines,
+                        plan.recipe.data.train.resolved(),
                     ));
                     state.step += 1;
                     continue;
@@ -274,8 +322,17 @@ pub fn train(
     }
     drop(producer);
 
-    // Final evaluation, the final checkpoint (resumable) and the final model.
+    // The final checkpoint, then the final evaluation and the final model. The checkpoint comes
+    // first so that a run killed during what follows resumes from it and redoes all of it
+    // (rewinding the logs to the checkpoint drops the rows already written).
     state.window = window;
+    checkpoint::save(
+        &output_dir,
+        &plan.student,
+        &optimizer,
+        &state,
+        train.save_total_limit,
+    )?;
     let final_results = if plan.evaluators.is_empty() {
         Vec::new()
     } else {
@@ -286,13 +343,6 @@ pub fn train(
         None => None,
     };
     state.agreement_after = agreement_after;
-    checkpoint::save(
-        &output_dir,
-        &plan.student,
-        &optimizer,
-        &state,
-        train.save_total_limit,
-    )?;
     if let (Some(before), Some(after)) = (agreement_before, agreement_after) {
         let row = json!({"step": state.step, "eval/agreement/spearman_before": before, "eval/agreement/spearman": after});
         append_metrics(&metrics_path, &row)?;
@@ -325,6 +375,29 @@ pub fn train(
     })
 }
 
+/// `output_dir`, or the first of its parents that exists, must be a directory: say so with the
+/// recipe key rather than as an OS error from creating it.
+fn check_output_dir(output_dir: &Path) -> Result<()> {
+    let mut path = output_dir;
+    loop {
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(Error::invalid(format!(
+                    "run.output_dir {} cannot be created: {} is a file, expected a directory",
+                    output_dir.display(),
+                    path.display()
+                ))
+                .with_hint("set run.output_dir (or --set run.output_dir=DIR) to a directory path, or move the file away"))
+            }
+            Err(_) => match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => path = parent,
+                _ => return Ok(()),
+            },
+        }
+    }
+}
+
 /// An exclusive lock on `output_dir/.lock`, held for the whole run: a second run on the same
 /// directory gets an error naming the process that holds it. Released when the file closes
 /// (also when the process dies).
@@ -351,10 +424,14 @@ fn lock_run_dir(output_dir: &Path) -> Result<std::fs::File> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "whose id is not written yet".to_string(),
+                pid => pid.to_string(),
+            };
             Err(Error::invalid(format!(
-                "{} is in use by another crossdistill run (process {})",
+                "{} is in use by another crossdistill run (process {holder}, holding {})",
                 output_dir.display(),
-                holder.trim()
+                path.display()
             ))
             .with_hint("wait for it to finish, or choose another run.output_dir"))
         }
@@ -396,6 +473,23 @@ fn run_evaluation(
         }
     }
     Ok(results)
+}
+
+/// A loss's complaint about a batch (a label out of range, a wrong number of columns), told with
+/// the file and lines of the rows it holds: losses see a batch, the user knows the file.
+fn in_batch(error: Error, batch: &Batch, train_file: &str) -> Error {
+    match error {
+        Error::Invalid { message, hint } => {
+            let lines: Vec<usize> = batch.examples.iter().map(|row| row.line).collect();
+            Error::Invalid {
+                message: format!(
+                    "{message}; the batch holds the rows at lines {lines:?} of {train_file}"
+                ),
+                hint,
+            }
+        }
+        other => other,
+    }
 }
 
 fn batch_pairs(batch: &Batch) -> usize {

@@ -1,5 +1,6 @@
 //! crossdistill's integration tests: one binary, so candle and the tokenizer link once.
 
+mod bad_input;
 mod cache;
 mod card;
 mod common;
@@ -12,5 +13,6 @@ mod multilingual;
 mod onnx_teacher;
 mod pipeline;
 mod predict_cli;
+mod resume_kill;
 mod training;
 mod trim_vocab;
