@@ -484,11 +484,7 @@ impl BiEncoder {
     /// Pooled embeddings `(B, dimension)` of tokenised texts (not normalised).
     pub fn embed_encoded(&self, encoded: &[&EncodedPair]) -> Result<Tensor> {
         let batch = self.model.batch_tensors(encoded)?;
-        let hidden = self
-            .model
-            .all_hidden_states(&batch)?
-            .pop()
-            .expect("the encoder returns the embedding output and one state per layer");
+        let hidden = self.model.last_hidden_state(&batch)?;
         pool(&hidden, &batch.attention_mask, &self.pooling)
     }
 

@@ -82,7 +82,10 @@ impl Default for LoadOptions {
 pub struct CrossEncoder {
     config: EncoderConfig,
     params: Params,
+    /// Bound to the `Var`s: forward passes record the backprop graph (training).
     encoder: Encoder,
+    /// Bound to detached views of the same storage: no graph (predict, embeddings).
+    inference: Encoder,
     tokenizer: PairTokenizer,
     device: Device,
     files: ModelFiles,
@@ -176,11 +179,13 @@ impl CrossEncoder {
             )
             .with_hint("tokenizer.json and the weights must come from the same model (a trimmed vocabulary needs its trimmed tokenizer)"));
         }
-        let encoder = Encoder::bind(&config, &params)?;
+        let encoder = Encoder::bind(&config, &params, true)?;
+        let inference = Encoder::bind(&config, &params, false)?;
         Ok(Self {
             config,
             params,
             encoder,
+            inference,
             tokenizer,
             device: options.device.clone(),
             files,
@@ -264,12 +269,23 @@ impl CrossEncoder {
         BatchTensors::new(&padded, &self.config, &self.device)
     }
 
-    /// Logits `(B, num_labels)` for a batch; differentiable.
+    /// Logits `(B, num_labels)` for a batch; differentiable (records the backprop graph).
     pub fn forward(&self, batch: &BatchTensors, mode: &mut Mode) -> Result<Tensor> {
         let hidden = self
             .encoder
             .hidden_states(&self.config, batch, mode, None)?;
         self.encoder.head(&self.config, &hidden, mode)
+    }
+
+    /// Logits `(B, num_labels)` for a batch without dropout and without recording the backprop
+    /// graph: the same numbers as `forward(batch, &mut Mode::Eval)`, with each intermediate
+    /// activation freed as soon as it is used. [`CrossEncoder::predict_logits`],
+    /// [`CrossEncoder::embed`] and [`CrossEncoder::all_hidden_states`] run this way.
+    pub fn forward_no_graph(&self, batch: &BatchTensors) -> Result<Tensor> {
+        let hidden = self
+            .inference
+            .hidden_states(&self.config, batch, &mut Mode::Eval, None)?;
+        self.inference.head(&self.config, &hidden, &mut Mode::Eval)
     }
 
     /// Logits for encoded pairs, with dropout when `dropout` is given; differentiable.
@@ -286,18 +302,26 @@ impl CrossEncoder {
         self.forward(&batch, &mut mode)
     }
 
-    /// Hidden states after the embeddings and after every layer (for layer-by-layer checks).
+    /// Hidden states after the embeddings and after every layer (for layer-by-layer checks and
+    /// pooling); no backprop graph.
     pub fn all_hidden_states(&self, batch: &BatchTensors) -> Result<Vec<Tensor>> {
         let mut out = Vec::new();
-        self.encoder
+        self.inference
             .hidden_states(&self.config, batch, &mut Mode::Eval, Some(&mut out))?;
         Ok(out)
     }
 
-    /// Mean-pooled embeddings `(B, H)` of single texts (bi-encoder use of the encoder).
+    /// The last layer's hidden states `(B, L, H)`; no backprop graph.
+    pub fn last_hidden_state(&self, batch: &BatchTensors) -> Result<Tensor> {
+        self.inference
+            .hidden_states(&self.config, batch, &mut Mode::Eval, None)
+    }
+
+    /// Mean-pooled embeddings `(B, H)` of single texts (bi-encoder use of the encoder); no
+    /// backprop graph.
     pub fn embed(&self, batch: &BatchTensors) -> Result<Tensor> {
         let hidden = self
-            .encoder
+            .inference
             .hidden_states(&self.config, batch, &mut Mode::Eval, None)?;
         Encoder::mean_pool(&hidden, &batch.attention_mask)
     }
@@ -320,7 +344,7 @@ impl CrossEncoder {
         for chunk in order.chunks(batch_size) {
             let batch: Vec<&EncodedPair> = chunk.iter().map(|&i| &encoded[i]).collect();
             let logits = self
-                .forward_encoded(&batch, None)?
+                .forward_no_graph(&self.batch_tensors(&batch)?)?
                 .to_device(&Device::Cpu)?
                 .to_vec2::<f32>()?;
             for (&i, row) in chunk.iter().zip(logits) {
@@ -436,5 +460,106 @@ fn resolve_max_length(
         .with_hint(format!("use max_length <= {limit}"))),
         Some(n) => Ok(n),
         None => Ok(tokenizer_max.map_or(limit, |t| t.min(limit))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str) -> CrossEncoder {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        CrossEncoder::load(dir.to_str().unwrap(), None, &LoadOptions::default()).unwrap()
+    }
+
+    const PAIRS: [(&str, &str); 3] = [
+        ("what is python", "Python is a programming language."),
+        (
+            "capital of france",
+            "Paris is the capital and largest city of France, on the Seine.",
+        ),
+        ("ok", "fine"),
+    ];
+
+    fn batch(model: &CrossEncoder) -> BatchTensors {
+        let encoded = model.tokenizer().encode_pairs(&PAIRS).unwrap();
+        let refs: Vec<&EncodedPair> = encoded.iter().collect();
+        model.batch_tensors(&refs).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn graph_free_outputs_equal_the_training_forward() {
+        // Reference: the graph-recording forward of the same model (itself pinned to torch by
+        // tests/integration/model_parity.rs); the two share kernels, so the numbers are equal.
+        for name in ["tiny-bert-ce", "tiny-xlmr-ce"] {
+            let model = load(name);
+            let batch = batch(&model);
+            let trained = model.forward(&batch, &mut Mode::Eval).unwrap();
+            let free = model.forward_no_graph(&batch).unwrap();
+            assert_eq!(values(&trained), values(&free), "{name}: logits");
+            let hidden = model
+                .encoder
+                .hidden_states(&model.config, &batch, &mut Mode::Eval, None)
+                .unwrap();
+            assert_eq!(
+                values(&Encoder::mean_pool(&hidden, &batch.attention_mask).unwrap()),
+                values(&model.embed(&batch).unwrap()),
+                "{name}: embeddings"
+            );
+            assert_eq!(
+                values(&hidden),
+                values(&model.last_hidden_state(&batch).unwrap()),
+                "{name}: hidden states"
+            );
+            // predict pads each length-sorted batch to its own longest pair: equal up to
+            // float rounding.
+            let scores = model.predict(&PAIRS, 2, ScoreActivation::Identity).unwrap();
+            for (s, t) in scores.iter().zip(values(&trained.narrow(1, 0, 1).unwrap())) {
+                assert!((s - t).abs() <= 1e-6, "{name}: predict {s} vs forward {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn graph_free_forward_records_no_graph() {
+        let model = load("tiny-bert-ce");
+        let batch = batch(&model);
+        let trained = model.forward(&batch, &mut Mode::Eval).unwrap();
+        let free = model.forward_no_graph(&batch).unwrap();
+        assert!(trained.track_op());
+        assert!(!free.track_op());
+        // backward through the graph reaches every parameter; through the graph-free output,
+        // none.
+        let with_graph = trained.sum_all().unwrap().backward().unwrap();
+        let without = free.sum_all().unwrap().backward().unwrap();
+        for var in model.vars() {
+            assert!(with_graph.get(var.as_tensor()).is_some());
+            assert!(without.get(var.as_tensor()).is_none());
+        }
+        for state in model.all_hidden_states(&batch).unwrap() {
+            assert!(!state.track_op());
+        }
+        assert!(!model.embed(&batch).unwrap().track_op());
+    }
+
+    #[test]
+    fn graph_free_forward_follows_parameter_updates() {
+        // Var::set writes in place, so the detached views see optimizer steps.
+        let model = load("tiny-bert-ce");
+        let batch = batch(&model);
+        let before = values(&model.forward_no_graph(&batch).unwrap());
+        for var in model.vars() {
+            var.set(&(var.as_tensor() * 1.01).unwrap()).unwrap();
+        }
+        let after = values(&model.forward_no_graph(&batch).unwrap());
+        let trained = values(&model.forward(&batch, &mut Mode::Eval).unwrap());
+        assert_ne!(before, after);
+        assert_eq!(after, trained);
     }
 }

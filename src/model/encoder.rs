@@ -115,7 +115,13 @@ enum Head {
     },
 }
 
-/// Tensors of one model, bound by name once, shared with the trainable [`Params`].
+/// Tensors of one model, bound by name once, sharing storage with the trainable [`Params`].
+///
+/// Bound with `record_graph`, the tensors are the parameters' `Var`s and every forward pass
+/// records the backprop graph (keeping each intermediate activation alive until its output is
+/// dropped). Bound without, they are detached views of the same storage: the same numbers
+/// (optimizer steps included, since `Var::set` writes in place), no graph, and each
+/// intermediate freed as soon as the next op has consumed it.
 pub(crate) struct Encoder {
     word: Tensor,
     position: Tensor,
@@ -126,12 +132,24 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    pub(crate) fn bind(config: &EncoderConfig, params: &Params) -> Result<Self> {
+    pub(crate) fn bind(
+        config: &EncoderConfig,
+        params: &Params,
+        record_graph: bool,
+    ) -> Result<Self> {
         let p = config.architecture.prefix();
+        let get = |name: &str| -> Result<Tensor> {
+            let tensor = params.get(name)?;
+            Ok(if record_graph {
+                tensor
+            } else {
+                tensor.detach()
+            })
+        };
         let pair = |name: &str| -> Result<(Tensor, Tensor)> {
             Ok((
-                params.get(&format!("{name}.weight"))?,
-                params.get(&format!("{name}.bias"))?,
+                get(&format!("{name}.weight"))?,
+                get(&format!("{name}.bias"))?,
             ))
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -161,9 +179,9 @@ impl Encoder {
             },
         };
         Ok(Self {
-            word: params.get(&format!("{p}.embeddings.word_embeddings.weight"))?,
-            position: params.get(&format!("{p}.embeddings.position_embeddings.weight"))?,
-            token_type: params.get(&format!("{p}.embeddings.token_type_embeddings.weight"))?,
+            word: get(&format!("{p}.embeddings.word_embeddings.weight"))?,
+            position: get(&format!("{p}.embeddings.position_embeddings.weight"))?,
+            token_type: get(&format!("{p}.embeddings.token_type_embeddings.weight"))?,
             emb_norm: pair(&format!("{p}.embeddings.LayerNorm"))?,
             layers,
             head,
