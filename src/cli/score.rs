@@ -45,10 +45,13 @@ impl PrecomputeProgress for Bar {
     }
 }
 
+/// Data sources with the rows to take from each.
+type Sources = Vec<(DataSource, Option<usize>)>;
+
 /// The data a recipe's training reads pairs from: the training rows (up to `max_rows`) and the
 /// held-out rows the trainer scores for student–teacher agreement, with the parallel-data
 /// column roles.
-fn sources(recipe: &Recipe) -> Result<(Vec<(DataSource, Option<usize>)>, Option<ColumnRoles>)> {
+fn sources(recipe: &Recipe) -> Result<(Sources, Option<ColumnRoles>)> {
     let (train, eval, columns) = training_sources(recipe)?;
     let mut sources = vec![(train, recipe.data.train.max_rows)];
     let eval_rows = recipe.data.eval.as_ref().and_then(|eval| eval.max_rows);

@@ -678,7 +678,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("corpus.txt");
         std::fs::write(&path, "a b\nab\n").unwrap();
-        let corpus = TrimCorpus::read_files(&[path.clone()], &CorpusColumns::default()).unwrap();
+        let corpus =
+            TrimCorpus::read_files(std::slice::from_ref(&path), &CorpusColumns::default()).unwrap();
         let original = wordpiece(serde_json::json!({"[UNK]": 0, "a": 1, "b": 2, "##b": 3}));
         let texts = encode_ids(&original, corpus.texts(), |t| t.as_str().into()).unwrap();
         let pairs = encode_ids(&original, corpus.pairs(), |(a, b)| {
