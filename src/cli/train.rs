@@ -70,6 +70,12 @@ impl TrainProgress for CliProgress {
             _ => tracing::info!("{text}"),
         }
     }
+
+    fn evaluating(&mut self, name: &str, done: usize, total: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("eval {name}: {done}/{total} pairs"));
+        }
+    }
 }
 
 pub(super) fn run(args: TrainArgs) -> Result<Outcome> {

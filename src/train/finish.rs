@@ -18,11 +18,18 @@ pub fn evaluate(
     plan: &Plan,
     step: usize,
     output_dir: &Path,
+    progress: &mut dyn super::TrainProgress,
 ) -> Result<(BTreeMap<String, f64>, Vec<EvalResult>)> {
     let mut flat = BTreeMap::new();
     let mut results = Vec::new();
     for evaluator in &plan.evaluators {
-        let metrics = evaluator.evaluate(&plan.student)?;
+        let (name, total) = (evaluator.name(), evaluator.pair_count());
+        let mut done = 0;
+        progress.evaluating(name, done, total);
+        let metrics = evaluator.evaluate_with_progress(&plan.student, &mut |n| {
+            done += n;
+            progress.evaluating(name, done, total);
+        })?;
         crate::eval::write_csv(
             &output_dir.join("eval"),
             evaluator.name(),

@@ -31,6 +31,8 @@ pub trait TrainProgress {
     fn logged(&mut self, _row: &Value) {}
     /// A human-readable event (checkpoint saved, evaluation result, ...).
     fn message(&mut self, _text: &str) {}
+    /// Evaluator `name` has scored `done` of its `total` pairs.
+    fn evaluating(&mut self, _name: &str, _done: usize, _total: usize) {}
 }
 
 /// A progress sink that ignores everything.
@@ -447,7 +449,7 @@ fn run_evaluation(
     metrics_path: &Path,
     progress: &mut dyn TrainProgress,
 ) -> Result<Vec<crate::card::EvalResult>> {
-    let (flat, results) = super::finish::evaluate(plan, state.step, output_dir)?;
+    let (flat, results) = super::finish::evaluate(plan, state.step, output_dir, progress)?;
     let mut row = serde_json::Map::new();
     row.insert("step".into(), json!(state.step));
     for (key, value) in &flat {

@@ -536,3 +536,32 @@ fn listwise_mini_batch_size_changes_memory_not_the_loss() {
         }
     }
 }
+
+/// Records the evaluation progress the trainer reports.
+#[derive(Default)]
+struct EvalProgress {
+    calls: Vec<(String, usize, usize)>,
+}
+
+impl crossdistill::train::TrainProgress for EvalProgress {
+    fn evaluating(&mut self, name: &str, done: usize, total: usize) {
+        self.calls.push((name.to_string(), done, total));
+    }
+}
+
+#[test]
+fn training_evaluations_report_their_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(
+        dir.path(),
+        "max_steps = 2\neval_every = 2\n[[eval]]\nkind = \"correlation\"\nname = \"dev\"\npath = \"eval.jsonl\"\ncolumns = [\"query\", \"passage\"]\nlabel = \"score\"\nbatch_size = 3\n",
+    );
+    let loaded = crossdistill::recipe::load(&recipe, &[]).unwrap();
+    let plan = Plan::build(loaded, &LossRegistry::default()).unwrap();
+    let mut progress = EvalProgress::default();
+    train(plan, false, &mut progress).unwrap();
+    // One evaluation at step 2 (the last step): 8 pairs in batches of 3.
+    let dones: Vec<usize> = progress.calls.iter().map(|c| c.1).collect();
+    assert_eq!(dones, [0, 3, 6, 8], "{:?}", progress.calls);
+    assert!(progress.calls.iter().all(|c| c.0 == "dev" && c.2 == 8));
+}
