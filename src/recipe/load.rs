@@ -590,8 +590,9 @@ impl Reader {
                     teacher.line.map(|line| Origin::File { line }).as_ref(),
                     format!("teacher.{index}.columns"),
                     format!(
-                        "the teachers of an ensemble score the same pairs, but this one reads {:?} and the first reads {:?}",
-                        teacher.columns, teacher_columns
+                        "the teachers of an ensemble score the same pairs, but this one reads {} and the first reads {}",
+                        describe_columns(teacher.columns.as_deref()),
+                        describe_columns(teacher_columns.as_deref())
                     ),
                     Some("give every [[teacher]] the same columns".to_string()),
                 );
@@ -1199,5 +1200,13 @@ mod tests {
         for device in ["gpu", "cuda:", "cuda:x", "cpu:0", ""] {
             assert!(!is_device(device), "{device}");
         }
+    }
+}
+
+/// A teacher's `columns` for messages.
+fn describe_columns(columns: Option<&[String]>) -> String {
+    match columns {
+        Some(columns) => format!("{columns:?}"),
+        None => "the student's columns (no `columns`)".to_string(),
     }
 }

@@ -354,8 +354,21 @@ fn one_teacher_table_and_an_array_of_teachers_both_load() {
     assert_eq!(recipe.teachers.len(), 1);
     assert_eq!(recipe.teachers[0].model.spec, "org/a");
 
-    let many = format!(
+    let mixed = format!(
         "{MINIMAL}\n[[teacher]]\nkind = \"candle\"\nmodel = \"org/a\"\n\n[[teacher]]\nkind = \"onnx\"\nmodel = \"org/b\"\ncolumns = [\"query_de\", \"passage_de\"]\n"
+    );
+    let err = workspace.load(&mixed, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("teacher.1.columns: the teachers of an ensemble score the same pairs, but this one reads [\"query_de\", \"passage_de\"] and the first reads the student's columns"),
+        "{err}"
+    );
+    let many = mixed.replace(
+        "[[teacher]]\nkind = \"candle\"\nmodel = \"org/a\"\n",
+        "[[teacher]]\nkind = \"candle\"\nmodel = \"org/a\"\ncolumns = [\"query_de\", \"passage_de\"]\n",
+    )
+    .replace(
+        "[student]\n",
+        "[student]\ncolumns = [\"query\", \"passage\"]\n",
     );
     let recipe = workspace.load(&many, &[]).expect("[[teacher]]");
     assert_eq!(recipe.teachers.len(), 2);
@@ -486,7 +499,7 @@ fn wrong_types_say_what_was_expected_and_what_was_found() {
         &text,
         Some(line_of(&text, "columns")),
         "student.columns",
-        &["expected a non-empty array of strings, found string \"query\""],
+        &["expected a non-empty array of column names, or an array of such arrays (one per language), found string \"query\""],
     );
     let text = MINIMAL.replace("[student]", "[student]\nlayers = [0, -1]");
     single_problem(
