@@ -1165,6 +1165,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     distances[a.len()][b.len()]
 }
 
+/// A teacher's `columns` for messages.
+fn describe_columns(columns: Option<&[String]>) -> String {
+    match columns {
+        Some(columns) => format!("{columns:?}"),
+        None => "the student's columns (no `columns`)".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1200,13 +1208,5 @@ mod tests {
         for device in ["gpu", "cuda:", "cuda:x", "cpu:0", ""] {
             assert!(!is_device(device), "{device}");
         }
-    }
-}
-
-/// A teacher's `columns` for messages.
-fn describe_columns(columns: Option<&[String]>) -> String {
-    match columns {
-        Some(columns) => format!("{columns:?}"),
-        None => "the student's columns (no `columns`)".to_string(),
     }
 }
