@@ -4,6 +4,8 @@
 #   student only  `crossdistill train`  with that warm cache (every score a cache hit: no teacher work)
 #   end to end    `crossdistill train`  without a cache (teacher on the producer thread, student training)
 # and the ratio end-to-end / max(teacher, student) (issue #3's goal: <= 1.1 on CPU).
+# `score` scores each distinct pair once, while training without a cache scores every epoch's pairs
+# again: compare one-epoch runs (--set train.epochs=1).
 #
 #   bench/overlap.sh [RECIPE] [--set KEY=VALUE ...]     (default recipes/quickstart.toml)
 #
