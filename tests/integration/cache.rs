@@ -13,40 +13,10 @@ use std::time::{Duration, Instant};
 use crossdistill::cache::ScoreCache;
 use serde_json::Value;
 
-use crate::common::{crossdistill, fixture, stderr};
+use crate::common::{crossdistill, fixture, stderr, Random};
 
 /// Cache contents: (teacher, query, passage) → score bits.
 type Entries = BTreeMap<(String, String, String), u32>;
-
-/// A small deterministic generator (SplitMix64), so every run of the test sees the same data
-/// and the same kill moments.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn words(&mut self, n: u64) -> String {
-        const WORDS: &[&str] = &[
-            "river", "mountain", "city", "language", "python", "rust", "paris", "france",
-            "weather", "tropical", "capital", "program", "model", "teacher", "student", "score",
-            "cache", "memory", "disk", "train", "query", "passage", "night", "day",
-        ];
-        (0..n)
-            .map(|_| WORDS[self.below(WORDS.len() as u64) as usize])
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
 
 /// `rows` (query, positive, negative) training rows and 10 held-out rows in `dir`.
 fn write_data(dir: &Path, rows: usize, seed: u64) {

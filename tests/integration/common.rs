@@ -43,3 +43,39 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// A small deterministic generator (SplitMix64), so every run of the test sees the same data
+/// and the same kill moments.
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// `n` words from a small fixed list.
+    pub fn words(&mut self, n: u64) -> String {
+        const WORDS: &[&str] = &[
+            "river", "mountain", "city", "language", "python", "rust", "paris", "france",
+            "weather", "tropical", "capital", "program", "model", "teacher", "student", "score",
+            "cache", "memory", "disk", "train", "query", "passage", "night", "day",
+        ];
+        (0..n)
+            .map(|_| WORDS[self.below(WORDS.len() as u64) as usize])
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// A duration in [0, limit), in thousandths of it.
+    pub fn duration_below(&mut self, limit: std::time::Duration) -> std::time::Duration {
+        limit.mul_f64(self.below(1000) as f64 / 1000.0)
+    }
+}

@@ -13,28 +13,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use serde_json::Value;
 
-use crate::common::{crossdistill, fixture, stderr};
-
-/// SplitMix64: the same kill moments on every run of the test.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn duration_below(&mut self, limit: Duration) -> Duration {
-        limit.mul_f64(self.below(1000) as f64 / 1000.0)
-    }
-}
+use crate::common::{crossdistill, fixture, stderr, Random};
 
 /// 48 training rows and 8 held-out rows with a `score` label.
 fn write_data(dir: &Path) {
