@@ -492,7 +492,7 @@ impl Default for TrainSection {
             on_nan: OnNan::Stop,
             metric_for_best_model: None,
             load_best_model_at_end: false,
-            channel_capacity: 4,
+            channel_capacity: 32,
         }
     }
 }

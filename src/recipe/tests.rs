@@ -330,7 +330,7 @@ fn defaults_are_filled_in() {
         (10, 500, 500)
     );
     assert_eq!(train.on_nan, OnNan::Stop);
-    assert_eq!(train.channel_capacity, 4);
+    assert_eq!(train.channel_capacity, 32);
     assert!(recipe.evals.is_empty());
 }
 
@@ -1072,7 +1072,7 @@ fn the_resolved_recipe_loads_back_equal() {
         "labels = \"data\"",
         "weight = 1.0",
         "warmup_ratio = 0.1",
-        "channel_capacity = 4",
+        "channel_capacity = 32",
         "on_nan = \"stop\"",
         "model = \"org/student\"",
     ] {

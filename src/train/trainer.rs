@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 use crate::fsutil::{create_dir_all, write_atomic};
 use crate::loss::{LossInput, LossValue};
 use crate::model::{CrossEncoder, Dropout, ScoreActivation};
-use crate::pipeline::{label_values, teacher_pairs, Batch, ColumnRoles, Producer, ProducerConfig};
+use crate::pipeline::{
+    label_values, teacher_call_pairs, teacher_pairs, Batch, ColumnRoles, Producer, ProducerConfig,
+};
 use crate::recipe::{BatchSampler, LabelSource, OnNan};
 use crate::teacher::Teacher;
 
@@ -197,7 +199,9 @@ fn run_training(
         shuffle_buffer: 10_000,
         seed,
         no_duplicates: train.batch_sampler == BatchSampler::NoDuplicates,
-        teacher_pairs: plan.recipe.teachers.first().map_or(64, |t| t.batch_size),
+        teacher_pairs: teacher_call_pairs(
+            plan.recipe.teachers.first().map_or(64, |t| t.batch_size),
+        ),
         capacity: train.channel_capacity,
         columns: plan.columns.clone(),
     };

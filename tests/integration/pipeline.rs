@@ -160,6 +160,72 @@ fn a_slow_trainer_keeps_the_producer_at_most_capacity_ahead() {
 }
 
 #[test]
+fn with_multi_batch_teacher_calls_the_producer_stays_within_twice_the_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, _, pairs) = FakeTeacher::new();
+    let capacity = 3;
+    let mut config = config(write_rows(dir.path(), 400, "pair"), capacity);
+    config.teacher_pairs = 1000; // calls are bounded by the capacity, not by the pair count
+    let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
+    for consumed in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        // The channel's batches plus one call's batches being sent.
+        let scored_batches = pairs.load(Ordering::SeqCst) / 4;
+        assert!(
+            scored_batches <= consumed + 2 * capacity,
+            "producer ran ahead: {scored_batches} batches scored, {consumed} consumed"
+        );
+        assert!(producer.queued() <= capacity);
+        producer.next_batch().unwrap().unwrap();
+    }
+}
+
+/// Records the number of pairs of every teacher call.
+struct CallSizes(Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl Teacher for CallSizes {
+    fn score(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        self.0.lock().unwrap().push(pairs.len());
+        Ok(pairs.iter().map(|(q, p)| fake_score(q, p)).collect())
+    }
+    fn fingerprint(&self) -> String {
+        "sizes".into()
+    }
+    fn describe(&self) -> String {
+        "call-size teacher".into()
+    }
+}
+
+fn call_sizes(rows: usize, teacher_pairs: usize, capacity: usize) -> Vec<usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut config = config(write_rows(dir.path(), rows, "pair"), capacity);
+    config.teacher_pairs = teacher_pairs;
+    let mut producer = Producer::spawn(config, Some(Box::new(CallSizes(sizes.clone())))).unwrap();
+    let mut examples = 0;
+    while let Some(batch) = producer.next_batch() {
+        examples += batch.unwrap().examples.len();
+    }
+    assert_eq!(examples, rows);
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(sizes.iter().sum::<usize>(), rows, "every pair scored once");
+    sizes
+}
+
+#[test]
+fn teacher_calls_gather_several_batches_up_to_the_channel_capacity() {
+    // Batches of 4 pairs. A call collects `teacher_pairs` pairs (length sorting inside the call
+    // needs many) unless `capacity` batches come first; the last call takes what is left.
+    assert_eq!(call_sizes(50, 16, 8), vec![16, 16, 16, 2]);
+    assert_eq!(call_sizes(50, 64, 3), vec![12, 12, 12, 12, 2]);
+    assert_eq!(call_sizes(8, 1000, 100), vec![8]);
+    assert_eq!(
+        crossdistill::pipeline::teacher_call_pairs(64),
+        64 * crossdistill::pipeline::TEACHER_BATCHES_PER_CALL
+    );
+}
+
+#[test]
 fn hanging_up_stops_the_producer() {
     let dir = tempfile::tempdir().unwrap();
     let (teacher, calls, _) = FakeTeacher::new();
