@@ -6,6 +6,9 @@
 # max_length 128, batch 32. Also the int8 teacher's Spearman against the f32 teacher.
 #
 #   bench/onnx_teacher.sh [N_PAIRS] [REPS]          (defaults 512 and 3)
+#   TEACHER=runs/stsb-teacher/final PAIRS=stsb bench/onnx_teacher.sh
+#       a trained reranker instead of the fresh head (the int8 Spearman needs a real score
+#       spread), on MS MARCO pairs (PAIRS=msmarco, default) or the STSb dev pairs (PAIRS=stsb)
 #
 # Needs (see shared/bench/README.md): the model from shared/models/fetch-all-MiniLM-L6-v2.sh;
 # a Python venv with torch, sentence-transformers, onnx and onnxruntime==1.31.1 ($PEER_PYTHON,
