@@ -6,7 +6,7 @@
 #                and the student's layer-pruned init (recipe `layers`), with e5's "query: " prompt
 #   student      the distilled cross-encoder of recipes/stsb-multilingual.toml
 #   bench/stsb_multilingual.sh [TEACHER] [E5_TRIMMED] [STUDENT] [LAYERS]
-# defaults: runs/stsb-teacher/final runs/e5-small-stsb runs/stsb-multilingual/final 0,4,8,11.
+# defaults: runs/stsb-teacher/final runs/e5-small-stsb runs/stsb-multilingual/final 0,1,2,3,4,5.
 # Env: CROSSDISTILL (default target/release/crossdistill), LANGS (default "en de es fr it nl").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,7 +14,7 @@ cd "$root"
 teacher="${1:-runs/stsb-teacher/final}"
 e5="${2:-runs/e5-small-stsb}"
 student="${3:-runs/stsb-multilingual/final}"
-layers="${4:-0,4,8,11}"
+layers="${4:-0,1,2,3,4,5}"
 bin="${CROSSDISTILL:-$root/target/release/crossdistill}"
 langs="${LANGS:-en de es fr it nl}"
 dev=data/stsb-multi/dev.jsonl
