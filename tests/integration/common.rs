@@ -22,6 +22,23 @@ pub fn expected_rows(name: &str) -> Vec<Value> {
 }
 
 /// Run the crossdistill binary with `args`.
+/// `rows` training rows (`train.jsonl`) and their first `eval_rows` as held-out rows (`eval.jsonl`),
+/// each a (query, passage) pair with a `score` label in [0, 1].
+pub fn write_scored_pairs(dir: &Path, rows: usize, eval_rows: usize) {
+    let lines: Vec<String> = (0..rows)
+        .map(|i| {
+            serde_json::json!({
+                "query": format!("what is item number {i}"),
+                "passage": format!("item {i} is a thing with {} parts", i * 7 % 13),
+                "score": (i % 5) as f32 / 4.0
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("train.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("eval.jsonl"), lines[..eval_rows].join("\n") + "\n").unwrap();
+}
+
 pub fn crossdistill(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_crossdistill"))
         .args(args)

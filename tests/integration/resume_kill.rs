@@ -13,23 +13,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use serde_json::Value;
 
-use crate::common::{crossdistill, fixture, stderr, Random};
-
-/// 48 training rows and 8 held-out rows with a `score` label.
-fn write_data(dir: &Path) {
-    let rows: Vec<String> = (0..48)
-        .map(|i| {
-            serde_json::json!({
-                "query": format!("what is item number {i}"),
-                "passage": format!("item {i} is a thing with {} parts", i * 7 % 13),
-                "score": (i % 5) as f32 / 4.0
-            })
-            .to_string()
-        })
-        .collect();
-    std::fs::write(dir.join("train.jsonl"), rows.join("\n") + "\n").unwrap();
-    std::fs::write(dir.join("eval.jsonl"), rows[..8].join("\n") + "\n").unwrap();
-}
+use crate::common::{crossdistill, fixture, stderr, write_scored_pairs, Random};
 
 /// The tiny BERT trained on data labels for 24 steps: a checkpoint every 2 steps (only the last
 /// 2 kept, so old ones are removed as the run goes), a metrics row every 3 (a partly filled log
@@ -274,7 +258,7 @@ fn train_resumed_after_kill_9_at_random_moments_equals_the_uninterrupted_run() {
     let root = tempfile::tempdir().unwrap();
     let reference_dir = root.path().join("reference");
     std::fs::create_dir(&reference_dir).unwrap();
-    write_data(&reference_dir);
+    write_scored_pairs(&reference_dir, 48, 8);
     let recipe = write_recipe(&reference_dir);
     let started = Instant::now();
     let full = crossdistill(&["train", recipe.to_str().unwrap()]);
@@ -307,7 +291,7 @@ fn train_resumed_after_kill_9_at_random_moments_equals_the_uninterrupted_run() {
     for trial in 0..trials {
         let dir = root.path().join(format!("trial-{trial}"));
         std::fs::create_dir(&dir).unwrap();
-        write_data(&dir);
+        write_scored_pairs(&dir, 48, 8);
         let recipe = write_recipe(&dir);
         let run = dir.join("run");
         let moment = match trial % 4 {
@@ -392,7 +376,7 @@ fn train_resumed_after_kill_9_at_random_moments_equals_the_uninterrupted_run() {
 #[test]
 fn a_second_run_on_a_locked_run_directory_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
-    write_data(dir.path());
+    write_scored_pairs(dir.path(), 48, 8);
     let recipe = write_recipe(dir.path());
     let run = dir.path().join("run");
     let log = dir.path().join("first.log");

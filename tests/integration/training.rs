@@ -9,25 +9,10 @@ use crossdistill::loss::{LossInput, LossRegistry, LossValue};
 use crossdistill::model::{CrossEncoder, Dropout, LoadOptions, ScoreActivation};
 use crossdistill::train::{train, Plan, Silent};
 
-use crate::common::{crossdistill, fixture, stderr};
-
-fn write_data(dir: &Path, rows: usize) {
-    let lines: Vec<String> = (0..rows)
-        .map(|i| {
-            serde_json::json!({
-                "query": format!("what is item number {i}"),
-                "passage": format!("item {i} is a thing with {} parts", i * 7 % 13),
-                "score": (i % 5) as f32 / 4.0
-            })
-            .to_string()
-        })
-        .collect();
-    std::fs::write(dir.join("train.jsonl"), lines.join("\n")).unwrap();
-    std::fs::write(dir.join("eval.jsonl"), lines[..8].join("\n")).unwrap();
-}
+use crate::common::{crossdistill, fixture, stderr, write_scored_pairs};
 
 fn write_recipe(dir: &Path, extra: &str) -> PathBuf {
-    write_data(dir, 48);
+    write_scored_pairs(dir, 48, 8);
     let recipe = format!(
         r#"version = 1
 [run]
