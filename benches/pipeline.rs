@@ -68,6 +68,8 @@ fn main() {
         teacher_pairs: 64,
         capacity: 4,
         columns: None,
+        held_out: Vec::new(),
+        teacher_labels: true,
     };
     let start_rss = rss_mib();
     let started = Instant::now();

@@ -84,6 +84,14 @@ pub struct ProducerConfig {
     /// Parallel data: the student's column groups (one example per group and row) and the
     /// teacher's columns. `None`: the student and the teacher read every field of a row.
     pub columns: Option<ColumnRoles>,
+    /// Held-out (query, passage) pairs the teacher scores before the first training batch, for
+    /// the trainer's student–teacher agreement. Their scores arrive through
+    /// [`Producer::held_out_scores`], so the trainer predicts its own scores of them meanwhile
+    /// instead of waiting for the teacher. Empty: none.
+    pub held_out: Vec<(String, String)>,
+    /// Label the training batches with the teacher. False when the losses take their labels from
+    /// the data and the teacher only scores `held_out`.
+    pub teacher_labels: bool,
 }
 
 /// Teacher batches the producer scores per teacher call. The teacher sorts a call's pairs by
@@ -160,9 +168,10 @@ pub fn row_teacher_pairs(
     Ok(pairs)
 }
 
-/// The producer thread and the receiving end of its channel.
+/// The producer thread and the receiving ends of its channels.
 pub struct Producer {
     receiver: Option<Receiver<Result<Batch>>>,
+    held_out: Option<Receiver<Result<Vec<f32>>>>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -175,18 +184,53 @@ impl Producer {
                 config.batch_size, config.capacity
             )));
         }
+        if !config.held_out.is_empty() && teacher.is_none() {
+            return Err(Error::invalid(format!(
+                "{} held-out pairs to score, but the producer has no teacher",
+                config.held_out.len()
+            )));
+        }
         let (sender, receiver) = bounded(config.capacity);
+        let (held_out_sender, held_out) = if config.held_out.is_empty() {
+            (None, None)
+        } else {
+            let (s, r) = bounded(1);
+            (Some(s), Some(r))
+        };
         let handle = std::thread::Builder::new()
             .name("crossdistill-producer".into())
-            .spawn(move || produce(config, teacher, sender))
+            .spawn(move || produce(config, teacher, held_out_sender, sender))
             .map_err(|e| Error::Thread {
                 thread: "producer",
                 message: format!("cannot start: {e}"),
             })?;
         Ok(Self {
             receiver: Some(receiver),
+            held_out,
             handle: Some(handle),
         })
+    }
+
+    /// The teacher's scores of [`ProducerConfig::held_out`], in order; blocks until the producer
+    /// has scored them (its first work). A teacher error or a producer panic comes back as an
+    /// error.
+    pub fn held_out_scores(&mut self) -> Result<Vec<f32>> {
+        let Some(receiver) = self.held_out.take() else {
+            return Err(Error::invalid(
+                "the producer was given no held-out pairs to score",
+            ));
+        };
+        match receiver.recv() {
+            Ok(scores) => scores,
+            Err(_) => {
+                self.receiver = None;
+                self.join()?;
+                Err(Error::Thread {
+                    thread: "producer",
+                    message: "stopped before scoring the held-out pairs".into(),
+                })
+            }
+        }
     }
 
     /// The next batch; `None` when the data is exhausted. Producer errors and panics come back
@@ -246,9 +290,28 @@ fn send(sender: &Sender<Result<Batch>>, item: Result<Batch>) -> bool {
 fn produce(
     config: ProducerConfig,
     mut teacher: Option<Box<dyn Teacher>>,
+    held_out: Option<Sender<Result<Vec<f32>>>>,
     sender: Sender<Result<Batch>>,
 ) {
-    if let Err(error) = produce_inner(&config, teacher.as_deref_mut(), &sender) {
+    if let (Some(held_out), Some(teacher)) = (held_out, teacher.as_deref_mut()) {
+        let pairs: Vec<(&str, &str)> = config
+            .held_out
+            .iter()
+            .map(|(q, d)| (q.as_str(), d.as_str()))
+            .collect();
+        let scores = score_unique(teacher, &pairs);
+        let failed = scores.is_err();
+        if held_out.send(scores).is_err() || failed {
+            // The trainer hung up, or it gets the teacher's error from held_out_scores.
+            return;
+        }
+    }
+    let teacher = if config.teacher_labels {
+        teacher.as_deref_mut()
+    } else {
+        None
+    };
+    if let Err(error) = produce_inner(&config, teacher, &sender) {
         let _ = sender.send(Err(error));
     }
 }

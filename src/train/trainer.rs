@@ -21,7 +21,6 @@ use crate::pipeline::{
     label_values, teacher_call_pairs, teacher_pairs, Batch, ColumnRoles, Producer, ProducerConfig,
 };
 use crate::recipe::{BatchSampler, LabelSource, OnNan};
-use crate::teacher::Teacher;
 
 /// What the trainer tells whoever watches it (the CLI renders it; library code never prints).
 pub trait TrainProgress {
@@ -169,9 +168,10 @@ fn run_training(
         checkpoint::rewind_logs(&output_dir, None)?;
     }
 
-    // Held-out agreement before training (teacher scores computed once, kept for the end).
-    let mut held_out = match (&plan.eval_source, plan.teacher.as_mut()) {
-        (Some(source), Some(teacher)) if state.step == 0 || resume => Some(HeldOut::new(
+    // Held-out agreement: the producer's teacher scores the held-out pairs first, while the
+    // student predicts them here; the teacher's scores are kept for the agreement at the end.
+    let mut held_out = match (&plan.eval_source, &plan.teacher) {
+        (Some(source), Some(_)) if state.step == 0 || resume => Some(HeldOut::read(
             source,
             plan.recipe
                 .data
@@ -179,16 +179,10 @@ fn run_training(
                 .as_ref()
                 .and_then(|eval| eval.max_rows),
             plan.columns.as_ref(),
-            teacher.as_mut(),
         )?),
         _ => None,
     };
-    let agreement_before = match &held_out {
-        Some(h) if state.step == 0 => Some(h.agreement(&plan.student)?),
-        _ => state.agreement_before,
-    };
-    state.agreement_before = agreement_before;
-
+    let teacher_labels = plan.losses.iter().any(|l| l.labels == LabelSource::Teacher);
     let producer_config = ProducerConfig {
         source: plan.train_source.clone(),
         max_rows: plan.recipe.data.train.max_rows,
@@ -204,14 +198,37 @@ fn run_training(
         ),
         capacity: train.channel_capacity,
         columns: plan.columns.clone(),
+        held_out: held_out
+            .as_mut()
+            .map(|h| std::mem::take(&mut h.teacher_pairs))
+            .unwrap_or_default(),
+        teacher_labels,
     };
-    let teacher_used = plan.losses.iter().any(|l| l.labels == LabelSource::Teacher);
-    let teacher = if teacher_used {
+    let teacher = if teacher_labels || held_out.is_some() {
         plan.teacher.take()
     } else {
         None
     };
     let mut producer = Producer::spawn(producer_config, teacher)?;
+    let held_out = match held_out {
+        Some(mut h) => {
+            let student_before = match state.step {
+                0 => Some(h.student_scores(&plan.student)?),
+                _ => None,
+            };
+            h.teacher_scores = producer
+                .held_out_scores()?
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            if let Some(scores) = student_before {
+                state.agreement_before = Some(h.agreement_of(&scores)?);
+            }
+            Some(h)
+        }
+        None => None,
+    };
+    let agreement_before = state.agreement_before;
 
     progress.start(state.step, plan.total_steps);
     let vars: Vec<candle_core::Var> = plan.student.vars().to_vec();
@@ -370,7 +387,7 @@ fn run_training(
     plan.student
         .save(&final_dir, plan.student.default_activation())?;
     super::finish::write_card(&plan, &state, &final_results)?;
-    let eval_pairs = held_out.as_mut().map_or(0, |h| h.pairs.len());
+    let eval_pairs = held_out.as_ref().map_or(0, |h| h.pairs.len());
     Ok(TrainReport {
         steps: state.step,
         final_dir,
@@ -648,19 +665,23 @@ fn append_metrics(path: &Path, row: &Value) -> Result<()> {
 
 /// Held-out rows with their teacher scores, for student–teacher agreement.
 struct HeldOut {
+    /// The pairs the student scores.
     pairs: Vec<(String, String)>,
+    /// The teacher's pair for each of `pairs` (its own columns with parallel data); handed to
+    /// the producer, which scores them.
+    teacher_pairs: Vec<(String, String)>,
+    /// The teacher's scores of `teacher_pairs` (filled by the producer).
     teacher_scores: Vec<f64>,
-    activation: ScoreActivation,
 }
 
 impl HeldOut {
-    /// Teacher scores of the held-out rows (the first `max_rows`). With parallel columns the student is judged on each
-    /// of its column groups against the teacher's score of the teacher's columns.
-    fn new(
+    /// The held-out rows (the first `max_rows`) as student and teacher pairs. With parallel
+    /// columns the student is judged on each of its column groups against the teacher's score of
+    /// the teacher's columns.
+    fn read(
         source: &crate::data::DataSource,
         max_rows: Option<usize>,
         columns: Option<&ColumnRoles>,
-        teacher: &mut dyn Teacher,
     ) -> Result<Self> {
         let teacher_fields = columns.and_then(ColumnRoles::teacher_fields);
         let mut student_pairs = Vec::new();
@@ -691,27 +712,28 @@ impl HeldOut {
                 }
             }
         }
-        let refs: Vec<(&str, &str)> = teacher_pairs_text
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        let teacher_scores = crate::pipeline::score_unique(teacher, &refs)?
-            .into_iter()
-            .map(f64::from)
-            .collect();
         Ok(Self {
             pairs: student_pairs,
-            teacher_scores,
-            activation: ScoreActivation::Identity,
+            teacher_pairs: teacher_pairs_text,
+            teacher_scores: Vec::new(),
         })
     }
 
-    fn agreement(&self, student: &CrossEncoder) -> Result<f64> {
-        let scores: Vec<f64> = student
-            .predict(&self.pairs, 32, self.activation)?
+    /// The student's raw scores (logits) of the held-out pairs.
+    fn student_scores(&self, student: &CrossEncoder) -> Result<Vec<f64>> {
+        Ok(student
+            .predict(&self.pairs, 32, ScoreActivation::Identity)?
             .into_iter()
             .map(f64::from)
-            .collect();
-        crate::eval::spearman(&scores, &self.teacher_scores)
+            .collect())
+    }
+
+    /// Spearman between the student's scores and the teacher's.
+    fn agreement_of(&self, student_scores: &[f64]) -> Result<f64> {
+        crate::eval::spearman(student_scores, &self.teacher_scores)
+    }
+
+    fn agreement(&self, student: &CrossEncoder) -> Result<f64> {
+        self.agreement_of(&self.student_scores(student)?)
     }
 }

@@ -86,6 +86,8 @@ fn config(source: DataSource, capacity: usize) -> ProducerConfig {
         teacher_pairs: 1,
         capacity,
         columns: None,
+        held_out: Vec::new(),
+        teacher_labels: true,
     }
 }
 
@@ -398,5 +400,116 @@ fn parallel_columns_label_every_language_with_the_teacher_score_of_its_row() {
         scored.load(Ordering::SeqCst),
         6,
         "each English pair is scored once"
+    );
+}
+
+/// The pairs of every teacher call, in order.
+type CallLog = Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+
+/// Records every call's pairs, and sleeps on its first call (the held-out pairs).
+struct HeldOutFirst {
+    calls: CallLog,
+    first_call_sleep: Duration,
+}
+
+impl Teacher for HeldOutFirst {
+    fn score(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        let mut calls = self.calls.lock().unwrap();
+        if calls.is_empty() {
+            std::thread::sleep(self.first_call_sleep);
+        }
+        calls.push(
+            pairs
+                .iter()
+                .map(|(q, p)| (q.to_string(), p.to_string()))
+                .collect(),
+        );
+        Ok(pairs.iter().map(|(q, p)| fake_score(q, p)).collect())
+    }
+    fn fingerprint(&self) -> String {
+        "held-out-first".into()
+    }
+    fn describe(&self) -> String {
+        "held-out-first teacher".into()
+    }
+}
+
+fn held_out_pairs() -> Vec<(String, String)> {
+    vec![
+        ("dev query".into(), "dev passage one".into()),
+        ("q".into(), "p".into()),
+        ("dev query".into(), "dev passage one".into()),
+    ]
+}
+
+#[test]
+fn the_producer_scores_the_held_out_pairs_before_the_first_batch_while_the_trainer_goes_on() {
+    for teacher_labels in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let teacher = HeldOutFirst {
+            calls: calls.clone(),
+            first_call_sleep: Duration::from_millis(300),
+        };
+        let mut config = config(write_rows(dir.path(), 10, "pair"), 2);
+        config.held_out = held_out_pairs();
+        config.teacher_labels = teacher_labels;
+        let started = Instant::now();
+        let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "spawn returns while the teacher scores the held-out pairs"
+        );
+        let scores = producer.held_out_scores().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let expected: Vec<f32> = held_out_pairs()
+            .iter()
+            .map(|(q, p)| fake_score(q, p))
+            .collect();
+        assert_eq!(scores, expected, "in order, repeated pairs included");
+        let batches: Vec<_> = std::iter::from_fn(|| producer.next_batch())
+            .map(|b| b.unwrap())
+            .collect();
+        assert_eq!(batches.iter().map(|b| b.examples.len()).sum::<usize>(), 10);
+        for batch in &batches {
+            assert_eq!(batch.teacher_scores.is_some(), teacher_labels);
+        }
+        let calls = calls.lock().unwrap();
+        assert_eq!(
+            calls[0],
+            vec![
+                ("dev query".to_string(), "dev passage one".to_string()),
+                ("q".to_string(), "p".to_string())
+            ],
+            "the first call is the held-out pairs, each distinct pair once"
+        );
+        assert_eq!(calls.len() > 1, teacher_labels);
+    }
+}
+
+#[test]
+fn held_out_teacher_errors_and_panics_reach_the_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fail, panic) in [(Some(0), None), (None, Some(0))] {
+        let (mut teacher, _, _) = FakeTeacher::new();
+        teacher.fail_at = fail;
+        teacher.panic_at = panic;
+        let mut config = config(write_rows(dir.path(), 10, "pair"), 2);
+        config.held_out = held_out_pairs();
+        let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
+        let err = producer.held_out_scores().unwrap_err().to_string();
+        let expected = if fail.is_some() {
+            "fake teacher failed on purpose"
+        } else {
+            "producer thread failed: panicked: fake teacher panicked on purpose"
+        };
+        assert!(err.contains(expected), "{err}");
+    }
+    let mut config = config(write_rows(dir.path(), 10, "pair"), 2);
+    config.held_out = held_out_pairs();
+    let err = Producer::spawn(config, None).err().unwrap().to_string();
+    assert!(
+        err.contains("3 held-out pairs to score, but the producer has no teacher"),
+        "{err}"
     );
 }
