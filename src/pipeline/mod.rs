@@ -12,11 +12,17 @@
 //! drops the [`Producer`], the channel disconnects and the thread stops at its next send; the
 //! handle joins it. A producer error arrives as the next item; a producer panic arrives as
 //! [`Error::Thread`] — never as a hang.
+//!
+//! The teacher also scores the held-out pairs of the student–teacher agreement, after the last
+//! training batch, while the trainer works through the batches still queued and evaluates; their
+//! scores come back through [`Producer::held_out_scores`].
 
 mod batcher;
 mod columns;
 mod shuffle;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -84,10 +90,9 @@ pub struct ProducerConfig {
     /// Parallel data: the student's column groups (one example per group and row) and the
     /// teacher's columns. `None`: the student and the teacher read every field of a row.
     pub columns: Option<ColumnRoles>,
-    /// Held-out (query, passage) pairs the teacher scores before the first training batch, for
-    /// the trainer's student–teacher agreement. Their scores arrive through
-    /// [`Producer::held_out_scores`], so the trainer predicts its own scores of them meanwhile
-    /// instead of waiting for the teacher. Empty: none.
+    /// Held-out (query, passage) pairs for the trainer's student–teacher agreement. The teacher
+    /// scores them after the last training batch, while the trainer still has the queued batches
+    /// to train on; their scores arrive through [`Producer::held_out_scores`]. Empty: none.
     pub held_out: Vec<(String, String)>,
     /// Label the training batches with the teacher. False when the losses take their labels from
     /// the data and the teacher only scores `held_out`.
@@ -168,10 +173,16 @@ pub fn row_teacher_pairs(
     Ok(pairs)
 }
 
+/// What the producer sends: a batch or its error, or `None` once the data is exhausted (a
+/// disconnect without it means the thread died).
+type Message = Option<Result<Batch>>;
+
 /// The producer thread and the receiving ends of its channels.
 pub struct Producer {
-    receiver: Option<Receiver<Result<Batch>>>,
+    receiver: Option<Receiver<Message>>,
     held_out: Option<Receiver<Result<Vec<f32>>>>,
+    /// Set when the trainer drops the producer: skip the held-out pairs nobody will read.
+    cancelled: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -197,9 +208,11 @@ impl Producer {
             let (s, r) = bounded(1);
             (Some(s), Some(r))
         };
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stop = cancelled.clone();
         let handle = std::thread::Builder::new()
             .name("crossdistill-producer".into())
-            .spawn(move || produce(config, teacher, held_out_sender, sender))
+            .spawn(move || produce(config, teacher, held_out_sender, sender, &stop))
             .map_err(|e| Error::Thread {
                 thread: "producer",
                 message: format!("cannot start: {e}"),
@@ -207,14 +220,16 @@ impl Producer {
         Ok(Self {
             receiver: Some(receiver),
             held_out,
+            cancelled,
             handle: Some(handle),
         })
     }
 
-    /// The teacher's scores of [`ProducerConfig::held_out`], in order; blocks until the producer
-    /// has scored them (its first work). A teacher error or a producer panic comes back as an
-    /// error.
+    /// The teacher's scores of [`ProducerConfig::held_out`], in order. Ends the batches (see
+    /// [`Producer::end_batches`]), since the teacher scores these after the last one, and blocks
+    /// until they are scored. A teacher error or a producer panic comes back as an error.
     pub fn held_out_scores(&mut self) -> Result<Vec<f32>> {
+        self.end_batches();
         let Some(receiver) = self.held_out.take() else {
             return Err(Error::invalid(
                 "the producer was given no held-out pairs to score",
@@ -238,13 +253,24 @@ impl Producer {
     pub fn next_batch(&mut self) -> Option<Result<Batch>> {
         let receiver = self.receiver.as_ref()?;
         match receiver.recv() {
-            Ok(item) => Some(item),
+            Ok(Some(item)) => Some(item),
+            Ok(None) => {
+                // The end of the data; the thread may go on with the held-out pairs.
+                self.receiver = None;
+                None
+            }
             Err(_) => {
                 // Disconnected: the thread ended. A panic shows up in join.
                 self.receiver = None;
                 self.join().err().map(Err)
             }
         }
+    }
+
+    /// Stop taking batches (training ended before the data did): the producer stops at its next
+    /// send and goes on to the held-out pairs.
+    pub fn end_batches(&mut self) {
+        self.receiver = None;
     }
 
     /// Batches waiting in the channel (for tests and progress display).
@@ -266,7 +292,9 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         // Hang up first so a producer blocked on a full channel wakes up and stops.
+        self.cancelled.store(true, Ordering::SeqCst);
         self.receiver = None;
+        self.held_out = None;
         let _ = self.join();
     }
 }
@@ -283,36 +311,38 @@ pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Send or report that the trainer hung up.
-fn send(sender: &Sender<Result<Batch>>, item: Result<Batch>) -> bool {
-    sender.send(item).is_ok()
+fn send(sender: &Sender<Message>, item: Result<Batch>) -> bool {
+    sender.send(Some(item)).is_ok()
 }
 
 fn produce(
     config: ProducerConfig,
     mut teacher: Option<Box<dyn Teacher>>,
     held_out: Option<Sender<Result<Vec<f32>>>>,
-    sender: Sender<Result<Batch>>,
+    sender: Sender<Message>,
+    cancelled: &AtomicBool,
 ) {
-    if let (Some(held_out), Some(teacher)) = (held_out, teacher.as_deref_mut()) {
-        let pairs: Vec<(&str, &str)> = config
-            .held_out
-            .iter()
-            .map(|(q, d)| (q.as_str(), d.as_str()))
-            .collect();
-        let scores = score_unique(teacher, &pairs);
-        let failed = scores.is_err();
-        if held_out.send(scores).is_err() || failed {
-            // The trainer hung up, or it gets the teacher's error from held_out_scores.
-            return;
-        }
-    }
-    let teacher = if config.teacher_labels {
+    let labeler = if config.teacher_labels {
         teacher.as_deref_mut()
     } else {
         None
     };
-    if let Err(error) = produce_inner(&config, teacher, &sender) {
-        let _ = sender.send(Err(error));
+    if let Err(error) = produce_inner(&config, labeler, &sender) {
+        let _ = sender.send(Some(Err(error)));
+        return;
+    }
+    let _ = sender.send(None);
+    drop(sender);
+    // The trainer has up to `capacity` batches left to train on meanwhile.
+    if let (Some(held_out), Some(teacher)) = (held_out, teacher.as_deref_mut()) {
+        if !cancelled.load(Ordering::SeqCst) {
+            let pairs: Vec<(&str, &str)> = config
+                .held_out
+                .iter()
+                .map(|(q, d)| (q.as_str(), d.as_str()))
+                .collect();
+            let _ = held_out.send(score_unique(teacher, &pairs));
+        }
     }
 }
 
@@ -320,7 +350,7 @@ fn produce(
 fn produce_inner(
     config: &ProducerConfig,
     mut teacher: Option<&mut (dyn Teacher + 'static)>,
-    sender: &Sender<Result<Batch>>,
+    sender: &Sender<Message>,
 ) -> Result<()> {
     for epoch in config.start.epoch..config.epochs {
         let reader = config.source.open()?;
@@ -393,7 +423,7 @@ fn flush(
     pending: &mut Vec<Batch>,
     teacher: Option<&mut (dyn Teacher + 'static)>,
     config: &ProducerConfig,
-    sender: &Sender<Result<Batch>>,
+    sender: &Sender<Message>,
 ) -> Result<bool> {
     if pending.is_empty() {
         return Ok(true);

@@ -34,6 +34,10 @@ pub struct TrainerState {
     pub last_grad_norm: f64,
     /// Held-out agreement before training.
     pub agreement_before: Option<f64>,
+    /// The student's scores of the held-out pairs before training, kept until the teacher's
+    /// scores of them arrive (at the end of training) to give `agreement_before`.
+    #[serde(default)]
+    pub held_out_before: Option<Vec<f64>>,
     /// Held-out agreement after training.
     pub agreement_after: Option<f64>,
     /// The best value of `metric_for_best_model` so far.

@@ -403,70 +403,60 @@ fn parallel_columns_label_every_language_with_the_teacher_score_of_its_row() {
     );
 }
 
-/// The pairs of every teacher call, in order.
-type CallLog = Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>;
+/// The pairs of every teacher call, in order, and whether a held-out call was released by the
+/// test (rather than by a timeout).
+type CallLog = Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, bool)>>>;
 
-/// Records every call's pairs, and sleeps on its first call (the held-out pairs).
-struct HeldOutFirst {
+/// Scores like [`FakeTeacher`]; a call holding the held-out pairs waits for the test to open
+/// `gate`.
+struct GatedHeldOut {
     calls: CallLog,
-    first_call_sleep: Duration,
+    gate: crossbeam_channel::Receiver<()>,
 }
 
-impl Teacher for HeldOutFirst {
+impl Teacher for GatedHeldOut {
     fn score(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
-        let mut calls = self.calls.lock().unwrap();
-        if calls.is_empty() {
-            std::thread::sleep(self.first_call_sleep);
-        }
-        calls.push(
-            pairs
-                .iter()
-                .map(|(q, p)| (q.to_string(), p.to_string()))
-                .collect(),
-        );
+        let held_out = pairs.iter().any(|(q, _)| q.starts_with("dev"));
+        let released = held_out && self.gate.recv_timeout(Duration::from_secs(10)).is_ok();
+        let pairs_owned = pairs
+            .iter()
+            .map(|(q, p)| (q.to_string(), p.to_string()))
+            .collect();
+        self.calls.lock().unwrap().push((pairs_owned, released));
         Ok(pairs.iter().map(|(q, p)| fake_score(q, p)).collect())
     }
     fn fingerprint(&self) -> String {
-        "held-out-first".into()
+        "gated".into()
     }
     fn describe(&self) -> String {
-        "held-out-first teacher".into()
+        "gated teacher".into()
     }
 }
 
 fn held_out_pairs() -> Vec<(String, String)> {
     vec![
         ("dev query".into(), "dev passage one".into()),
-        ("q".into(), "p".into()),
+        ("dev q".into(), "p".into()),
         ("dev query".into(), "dev passage one".into()),
     ]
 }
 
 #[test]
-fn the_producer_scores_the_held_out_pairs_before_the_first_batch_while_the_trainer_goes_on() {
+fn the_teacher_scores_the_held_out_pairs_after_the_last_batch() {
     for teacher_labels in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let teacher = HeldOutFirst {
+        let calls: CallLog = Arc::default();
+        let (open, gate) = crossbeam_channel::bounded(1);
+        let teacher = GatedHeldOut {
             calls: calls.clone(),
-            first_call_sleep: Duration::from_millis(300),
+            gate,
         };
         let mut config = config(write_rows(dir.path(), 10, "pair"), 2);
         config.held_out = held_out_pairs();
         config.teacher_labels = teacher_labels;
-        let started = Instant::now();
         let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
-        assert!(
-            started.elapsed() < Duration::from_millis(200),
-            "spawn returns while the teacher scores the held-out pairs"
-        );
-        let scores = producer.held_out_scores().unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        let expected: Vec<f32> = held_out_pairs()
-            .iter()
-            .map(|(q, p)| fake_score(q, p))
-            .collect();
-        assert_eq!(scores, expected, "in order, repeated pairs included");
+        // Every batch arrives while the held-out call is still shut: the trainer never waits
+        // for the held-out pairs.
         let batches: Vec<_> = std::iter::from_fn(|| producer.next_batch())
             .map(|b| b.unwrap())
             .collect();
@@ -474,17 +464,43 @@ fn the_producer_scores_the_held_out_pairs_before_the_first_batch_while_the_train
         for batch in &batches {
             assert_eq!(batch.teacher_scores.is_some(), teacher_labels);
         }
+        open.send(()).unwrap();
+        let scores = producer.held_out_scores().unwrap();
+        let expected: Vec<f32> = held_out_pairs()
+            .iter()
+            .map(|(q, p)| fake_score(q, p))
+            .collect();
+        assert_eq!(scores, expected, "in order, repeated pairs included");
         let calls = calls.lock().unwrap();
+        let (last, released) = calls.last().unwrap();
+        assert!(
+            released,
+            "the held-out call waited for the test, after the batches"
+        );
         assert_eq!(
-            calls[0],
-            vec![
+            last,
+            &vec![
                 ("dev query".to_string(), "dev passage one".to_string()),
-                ("q".to_string(), "p".to_string())
+                ("dev q".to_string(), "p".to_string())
             ],
-            "the first call is the held-out pairs, each distinct pair once"
+            "the last call is the held-out pairs, each distinct pair once"
         );
         assert_eq!(calls.len() > 1, teacher_labels);
     }
+}
+
+#[test]
+fn asking_for_the_held_out_scores_ends_the_batches_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, _, _) = FakeTeacher::new();
+    let mut config = config(write_rows(dir.path(), 4000, "pair"), 2);
+    config.held_out = held_out_pairs();
+    let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
+    producer.next_batch().unwrap().unwrap();
+    // Training stopped after one batch (max_steps): no deadlock on the full channel.
+    let scores = producer.held_out_scores().unwrap();
+    assert_eq!(scores.len(), 3);
+    assert!(producer.next_batch().is_none());
 }
 
 #[test]
@@ -496,7 +512,11 @@ fn held_out_teacher_errors_and_panics_reach_the_trainer() {
         teacher.panic_at = panic;
         let mut config = config(write_rows(dir.path(), 10, "pair"), 2);
         config.held_out = held_out_pairs();
+        config.teacher_labels = false; // the held-out call is the teacher's only one
         let mut producer = Producer::spawn(config, Some(Box::new(teacher))).unwrap();
+        while let Some(batch) = producer.next_batch() {
+            batch.unwrap();
+        }
         let err = producer.held_out_scores().unwrap_err().to_string();
         let expected = if fail.is_some() {
             "fake teacher failed on purpose"
