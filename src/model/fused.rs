@@ -113,9 +113,12 @@ fn all_threads() -> Parallelism {
     }
 }
 
-/// Column sums of a row-major `(rows, width)` matrix.
+/// Column sums of a row-major `(rows, width)` matrix. The blocks' partial sums are added in
+/// block order: a rayon `reduce` would add them in whatever tree work stealing made, so the last
+/// bits (and a resumed run's weights) would change from run to run.
 fn column_sums(xs: &[f32], width: usize) -> Vec<f32> {
-    xs.par_chunks(width * PAR_ROWS)
+    let partials: Vec<Vec<f32>> = xs
+        .par_chunks(width * PAR_ROWS)
         .map(|rows| {
             let mut sums = vec![0f32; width];
             for row in rows.chunks(width) {
@@ -123,13 +126,12 @@ fn column_sums(xs: &[f32], width: usize) -> Vec<f32> {
             }
             sums
         })
-        .reduce(
-            || vec![0f32; width],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        )
+        .collect();
+    let mut sums = vec![0f32; width];
+    for partial in partials {
+        sums.iter_mut().zip(&partial).for_each(|(s, v)| *s += v);
+    }
+    sums
 }
 
 // ---------------------------------------------------------------------------------------------
