@@ -752,3 +752,39 @@ impl CustomOp1 for DropoutOp {
 pub fn dropout_fused(xs: &Tensor, mask: Vec<f32>) -> CResult<Tensor> {
     xs.contiguous()?.apply_op1(DropoutOp { mask })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bias gradient must not depend on how rayon splits the work: in a pool where the
+    /// calling thread takes part (the trainer's), it equals the in-order sum of the blocks' sums,
+    /// bit for bit, every time.
+    #[test]
+    fn column_sums_add_the_blocks_in_order_whatever_the_thread_pool() {
+        let (rows, width) = (PAR_ROWS * 37 + 5, 24);
+        let xs: Vec<f32> = (0..rows * width)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3 + 1.0 / (1 + i % 13) as f32)
+            .collect();
+        let mut expected = vec![0f32; width];
+        for block in xs.chunks(width * PAR_ROWS) {
+            let mut sums = vec![0f32; width];
+            for row in block.chunks(width) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            expected.iter_mut().zip(&sums).for_each(|(e, s)| *e += s);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for _ in 0..20 {
+            let sums = pool.install(|| column_sums(&xs, width));
+            assert!(sums
+                .iter()
+                .zip(&expected)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        assert_eq!(column_sums(&xs, width), expected);
+    }
+}
