@@ -238,7 +238,6 @@ impl Producer {
         match receiver.recv() {
             Ok(scores) => scores,
             Err(_) => {
-                self.receiver = None;
                 self.join()?;
                 Err(Error::Thread {
                     thread: "producer",

@@ -190,17 +190,13 @@ fn run_training(
     // Held-out agreement: the student's scores before training are taken here (and kept in the
     // checkpoints); the producer's teacher scores the held-out pairs when it is otherwise idle,
     // and both agreements are computed at the end.
-    let mut held_out = match (&plan.eval_source, &plan.teacher) {
-        (Some(source), Some(_)) if state.step == 0 || resume => Some(HeldOut::read(
-            source,
-            plan.recipe
-                .data
-                .eval
-                .as_ref()
-                .and_then(|eval| eval.max_rows),
-            plan.columns.as_ref(),
-        )?),
-        _ => None,
+    let (held_out, held_out_teacher_pairs) = match (&plan.eval_source, &plan.teacher) {
+        (Some(source), Some(_)) if state.step == 0 || resume => {
+            let max_rows = plan.recipe.data.eval.as_ref().and_then(|e| e.max_rows);
+            let (h, teacher_pairs) = HeldOut::read(source, max_rows, plan.columns.as_ref())?;
+            (Some(h), teacher_pairs)
+        }
+        _ => (None, Vec::new()),
     };
     let teacher_labels = plan.losses.iter().any(|l| l.labels == LabelSource::Teacher);
     let producer_config = ProducerConfig {
@@ -218,10 +214,7 @@ fn run_training(
         ),
         capacity: train.channel_capacity,
         columns: plan.columns.clone(),
-        held_out: held_out
-            .as_mut()
-            .map(|h| std::mem::take(&mut h.teacher_pairs))
-            .unwrap_or_default(),
+        held_out: held_out_teacher_pairs,
         teacher_labels,
     };
     let teacher = if teacher_labels || held_out.is_some() {
@@ -367,16 +360,17 @@ fn run_training(
     } else {
         run_evaluation(&plan, &mut state, &output_dir, &metrics_path, progress)?
     };
-    if let Some(h) = held_out.as_mut() {
-        h.teacher_scores = producer
+    if let Some(h) = &held_out {
+        let teacher: Vec<f64> = producer
             .held_out_scores()?
             .into_iter()
             .map(f64::from)
             .collect();
-        if let (None, Some(scores)) = (state.agreement_before, &state.held_out_before) {
-            state.agreement_before = Some(h.agreement_of(scores)?);
+        if let (None, Some(before)) = (state.agreement_before, &state.held_out_before) {
+            state.agreement_before = Some(crate::eval::spearman(before, &teacher)?);
         }
-        state.agreement_after = Some(h.agreement(&plan.student)?);
+        let after = h.student_scores(&plan.student)?;
+        state.agreement_after = Some(crate::eval::spearman(&after, &teacher)?);
     }
     drop(producer);
     let (agreement_before, agreement_after) = (state.agreement_before, state.agreement_after);
@@ -677,26 +671,21 @@ fn append_metrics(path: &Path, row: &Value) -> Result<()> {
         .map_err(|e| Error::io("cannot write", path, e))
 }
 
-/// Held-out rows with their teacher scores, for student–teacher agreement.
+/// The held-out pairs the student scores, for student–teacher agreement.
 struct HeldOut {
-    /// The pairs the student scores.
     pairs: Vec<(String, String)>,
-    /// The teacher's pair for each of `pairs` (its own columns with parallel data); handed to
-    /// the producer, which scores them.
-    teacher_pairs: Vec<(String, String)>,
-    /// The teacher's scores of `teacher_pairs` (filled by the producer).
-    teacher_scores: Vec<f64>,
 }
 
 impl HeldOut {
-    /// The held-out rows (the first `max_rows`) as student and teacher pairs. With parallel
-    /// columns the student is judged on each of its column groups against the teacher's score of
-    /// the teacher's columns.
+    /// The held-out rows (the first `max_rows`) as student pairs, and the teacher's pair for
+    /// each (its own columns with parallel data), which the producer scores. With parallel
+    /// columns the student is judged on each of its column groups against the teacher's score
+    /// of the teacher's columns.
     fn read(
         source: &crate::data::DataSource,
         max_rows: Option<usize>,
         columns: Option<&ColumnRoles>,
-    ) -> Result<Self> {
+    ) -> Result<(Self, Vec<(String, String)>)> {
         let teacher_fields = columns.and_then(ColumnRoles::teacher_fields);
         let mut student_pairs = Vec::new();
         let mut teacher_pairs_text = Vec::new();
@@ -726,11 +715,12 @@ impl HeldOut {
                 }
             }
         }
-        Ok(Self {
-            pairs: student_pairs,
-            teacher_pairs: teacher_pairs_text,
-            teacher_scores: Vec::new(),
-        })
+        Ok((
+            Self {
+                pairs: student_pairs,
+            },
+            teacher_pairs_text,
+        ))
     }
 
     /// The student's raw scores (logits) of the held-out pairs.
@@ -740,14 +730,5 @@ impl HeldOut {
             .into_iter()
             .map(f64::from)
             .collect())
-    }
-
-    /// Spearman between the student's scores and the teacher's.
-    fn agreement_of(&self, student_scores: &[f64]) -> Result<f64> {
-        crate::eval::spearman(student_scores, &self.teacher_scores)
-    }
-
-    fn agreement(&self, student: &CrossEncoder) -> Result<f64> {
-        self.agreement_of(&self.student_scores(student)?)
     }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use crossdistill::model::{CrossEncoder, LoadOptions, ScoreActivation};
 
-use common::{crossdistill, expected_rows, fixture, max_abs_diff, stderr, write_scored_pairs};
+use common::{crossdistill, expected_rows, fixture, max_abs_diff, stderr, write_distill_recipe};
 
 fn gpu() -> Device {
     Device::new_cuda(0).expect("a CUDA device (this test target needs an NVIDIA GPU)")
@@ -168,45 +168,6 @@ fn gradients_on_cuda_equal_the_cpu_gradients() {
     }
 }
 
-fn recipe(dir: &Path, device: &str) -> String {
-    write_scored_pairs(dir, 64, 16);
-    let text = format!(
-        r#"version = 1
-[run]
-output_dir = "run-{device}"
-seed = 7
-device = "{device}"
-[teacher]
-kind = "candle"
-model = "{teacher}"
-batch_size = 16
-[student]
-model = "{student}"
-max_length = 32
-[data.train]
-path = "train.jsonl"
-columns = ["query", "passage"]
-[data.eval]
-path = "eval.jsonl"
-columns = ["query", "passage"]
-[[loss]]
-kind = "mse"
-labels = "teacher"
-[train]
-epochs = 2
-batch_size = 8
-learning_rate = 5e-3
-log_every = 1
-save_every = 10
-"#,
-        teacher = fixture("tiny-xlmr-ce").display(),
-        student = fixture("tiny-bert-ce").display(),
-    );
-    let path = dir.join(format!("recipe-{device}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 fn losses(run: &Path) -> Vec<f64> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -221,16 +182,29 @@ fn losses(run: &Path) -> Vec<f64> {
 #[test]
 fn a_distillation_run_on_cuda_tracks_the_cpu_run() {
     let dir = tempfile::tempdir().unwrap();
+    // 64 rows in batches of 8, two epochs: 16 steps, each logged.
+    let recipe = write_distill_recipe(dir.path(), 64, 16, "epochs = 2");
     let mut by_device = Vec::new();
     for device in ["cpu", "cuda"] {
-        let run = crossdistill(&["train", &recipe(dir.path(), device)]);
+        let output_dir = dir.path().join(format!("run-{device}"));
+        let run = crossdistill(&[
+            "train",
+            recipe.to_str().unwrap(),
+            "--set",
+            &format!("run.device={device}"),
+            "--set",
+            &format!("run.output_dir={}", output_dir.display()),
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.save_every=10",
+        ]);
         assert!(run.status.success(), "{device}: {}", stderr(&run));
         let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
         println!("{device}: {}", stdout.trim());
         assert!(stdout.contains("student-teacher Spearman on 16 held-out pairs"));
-        let out = dir.path().join(format!("run-{device}"));
-        assert!(out.join("final/model.safetensors").is_file());
-        by_device.push(losses(&out));
+        assert!(output_dir.join("final/model.safetensors").is_file());
+        by_device.push(losses(&output_dir));
     }
     let (cpu, cuda) = (&by_device[0], &by_device[1]);
     assert_eq!(cpu.len(), 16, "one row per step");

@@ -39,6 +39,47 @@ pub fn write_scored_pairs(dir: &Path, rows: usize, eval_rows: usize) {
     std::fs::write(dir.join("eval.jsonl"), lines[..eval_rows].join("\n") + "\n").unwrap();
 }
 
+/// A distillation recipe in `dir` over [`write_scored_pairs`]'s `rows` and `eval_rows`: the tiny
+/// XLM-R fixture teaches the tiny BERT fixture with MSE (output_dir `run`, seed 7, batch 8,
+/// log every 2 steps, checkpoint every 3); `extra` lines go into `[train]`.
+pub fn write_distill_recipe(dir: &Path, rows: usize, eval_rows: usize, extra: &str) -> PathBuf {
+    write_scored_pairs(dir, rows, eval_rows);
+    let recipe = format!(
+        r#"version = 1
+[run]
+output_dir = "run"
+seed = 7
+[teacher]
+kind = "candle"
+model = "{teacher}"
+batch_size = 16
+[student]
+model = "{student}"
+max_length = 32
+[data.train]
+path = "train.jsonl"
+columns = ["query", "passage"]
+[data.eval]
+path = "eval.jsonl"
+columns = ["query", "passage"]
+[[loss]]
+kind = "mse"
+labels = "teacher"
+[train]
+batch_size = 8
+learning_rate = 5e-3
+log_every = 2
+save_every = 3
+{extra}
+"#,
+        teacher = fixture("tiny-xlmr-ce").display(),
+        student = fixture("tiny-bert-ce").display(),
+    );
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, recipe).unwrap();
+    path
+}
+
 pub fn crossdistill(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_crossdistill"))
         .args(args)

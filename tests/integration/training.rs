@@ -9,44 +9,10 @@ use crossdistill::loss::{LossInput, LossRegistry, LossValue};
 use crossdistill::model::{CrossEncoder, Dropout, LoadOptions, ScoreActivation};
 use crossdistill::train::{train, Plan, Silent};
 
-use crate::common::{crossdistill, fixture, stderr, write_scored_pairs};
+use crate::common::{crossdistill, fixture, stderr, write_distill_recipe};
 
 fn write_recipe(dir: &Path, extra: &str) -> PathBuf {
-    write_scored_pairs(dir, 48, 8);
-    let recipe = format!(
-        r#"version = 1
-[run]
-output_dir = "run"
-seed = 7
-[teacher]
-kind = "candle"
-model = "{teacher}"
-batch_size = 16
-[student]
-model = "{student}"
-max_length = 32
-[data.train]
-path = "train.jsonl"
-columns = ["query", "passage"]
-[data.eval]
-path = "eval.jsonl"
-columns = ["query", "passage"]
-[[loss]]
-kind = "mse"
-labels = "teacher"
-[train]
-batch_size = 8
-learning_rate = 5e-3
-log_every = 2
-save_every = 3
-{extra}
-"#,
-        teacher = fixture("tiny-xlmr-ce").display(),
-        student = fixture("tiny-bert-ce").display(),
-    );
-    let path = dir.join("recipe.toml");
-    std::fs::write(&path, recipe).unwrap();
-    path
+    write_distill_recipe(dir, 48, 8, extra)
 }
 
 fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
