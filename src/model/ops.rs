@@ -54,6 +54,30 @@ pub(super) fn with_cpu_f32<R>(
     }
 }
 
+/// `acc += scale * t`, elementwise over `t` flattened (gradient accumulation). Reads a
+/// contiguous f32 CPU tensor in place; other tensors go through a host copy.
+pub fn add_scaled_into(t: &Tensor, acc: &mut [f32], scale: f32) -> CResult<()> {
+    if t.elem_count() != acc.len() {
+        bail!(
+            "add_scaled_into: tensor of {} elements into a buffer of {}",
+            t.elem_count(),
+            acc.len()
+        );
+    }
+    let add = |values: &[f32], acc: &mut [f32]| {
+        for (a, g) in acc.iter_mut().zip(values) {
+            *a += g * scale;
+        }
+    };
+    if t.device().is_cpu() && t.dtype() == DType::F32 {
+        with_cpu_f32(t, "add_scaled_into", |values| add(values, acc))
+    } else {
+        let values: Vec<f32> = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+        add(&values, acc);
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 
@@ -636,6 +660,37 @@ impl Dropout {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+
+    #[test]
+    fn add_scaled_into_matches_a_host_copy_for_every_layout() {
+        let dev = Device::Cpu;
+        let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let t = Tensor::from_vec(values.clone(), (3, 4), &dev).unwrap();
+        let layouts = [
+            t.clone(),
+            t.t().unwrap(),                  // strided view
+            t.narrow(1, 1, 2).unwrap(),      // offset view
+            t.to_dtype(DType::F64).unwrap(), // other dtype
+        ];
+        for view in layouts {
+            let host: Vec<f32> = view
+                .flatten_all()
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let mut acc: Vec<f32> = (0..host.len()).map(|i| i as f32).collect();
+            let expected: Vec<f32> = acc.iter().zip(&host).map(|(a, g)| a + 0.25 * g).collect();
+            add_scaled_into(&view, &mut acc, 0.25).unwrap();
+            assert_eq!(acc, expected, "layout {:?}", view.layout());
+        }
+        let mut short = vec![0f32; 5];
+        let error = add_scaled_into(&t, &mut short, 1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("12 elements into a buffer of 5"), "{error}");
+    }
 
     /// Central finite differences of `sum(f(x) * w)` against the analytic gradient.
     fn check_grad(x: &[f32], shape: &[usize], f: &dyn Fn(&Tensor) -> CResult<Tensor>, tol: f32) {

@@ -231,9 +231,12 @@ fn run_training(
     let vars: Vec<candle_core::Var> = plan.student.vars().to_vec();
     let mut window = state.window.clone();
     let mut finished_data = false;
+    // One gradient buffer per variable for the whole run, zeroed each step: a fresh allocation
+    // per step made glibc map and unmap them, faulting their pages in each time.
+    let mut grads: Vec<Vec<f32>> = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
     while state.step < plan.total_steps && !finished_data {
         let started = Instant::now();
-        let mut grads: Vec<Vec<f32>> = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
+        grads.iter_mut().for_each(|g| g.fill(0.0));
         let mut step_loss = 0f64;
         let mut step_parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut micro_batches = 0usize;
@@ -610,13 +613,7 @@ fn add_grads(
     let scale = scale as f32;
     for (var, acc) in vars.iter().zip(grads.iter_mut()) {
         if let Some(grad) = store.get(var.as_tensor()) {
-            let values: Vec<f32> = grad
-                .flatten_all()?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1()?;
-            for (a, g) in acc.iter_mut().zip(values) {
-                *a += g * scale;
-            }
+            crate::model::ops::add_scaled_into(grad, acc, scale)?;
         }
     }
     Ok(())
