@@ -178,26 +178,37 @@ impl Plan {
             layers: recipe.student.layers.clone(),
             seed: recipe.run.seed,
         };
-        // The teacher (the slower load: larger weights, hashed for its fingerprint) loads on a
-        // second thread while the student loads on this one.
-        let (student, teacher) = std::thread::scope(|scope| {
-            let teacher = scope.spawn(|| build_teacher(&recipe, &device));
-            let student = CrossEncoder::load(
+        let load_student = || {
+            CrossEncoder::load(
                 &recipe.student.model.spec,
                 Some(&recipe.student.model.base_dir),
                 &student_options,
-            );
-            let teacher = teacher.join().unwrap_or_else(|panic| {
-                Err(Error::Thread {
-                    thread: "teacher loader",
-                    message: crate::pipeline::panic_message(&panic),
-                })
-            });
-            (student, teacher)
-        });
-        let student = student?;
+            )
+        };
+        // Local teachers (the slower load: larger weights, hashed for their fingerprint) load on
+        // a second thread while the student loads on this one. A hub teacher loads after the
+        // student, so that a bad student is reported before anything is downloaded.
+        let local_teachers = recipe
+            .teachers
+            .iter()
+            .all(|t| t.model.local_path().is_some());
+        let (student, teacher) = if local_teachers {
+            std::thread::scope(|scope| {
+                let teacher = scope.spawn(|| build_teacher(&recipe, &device));
+                let student = load_student();
+                let teacher = teacher.join().unwrap_or_else(|panic| {
+                    Err(Error::Thread {
+                        thread: "teacher loader",
+                        message: crate::pipeline::panic_message(&panic),
+                    })
+                });
+                Ok::<_, Error>((student?, teacher?))
+            })?
+        } else {
+            (load_student()?, build_teacher(&recipe, &device)?)
+        };
         let cache_dir = recipe.cache.as_ref().map(|c| c.dir.as_path());
-        let (teacher, cache) = crate::cache::attach(teacher?, cache_dir)?;
+        let (teacher, cache) = crate::cache::attach(teacher, cache_dir)?;
         let teacher_info = teacher.as_ref().map(|t| (t.describe(), t.fingerprint()));
         let mut losses = Vec::new();
         for section in &recipe.losses {
