@@ -21,7 +21,7 @@ for n in ${CORES:-2 $all}; do
   fi
   echo "== $n cores (taskset -c 0-$((n - 1)), RAYON_NUM_THREADS=$n)"
   OUT="$out/cores-$n" RAYON_NUM_THREADS=$n taskset -c "0-$((n - 1))" \
-    "$root/bench/overlap.sh" "$@" | grep -E '^(round|load|  "median)'
+    "$root/bench/overlap.sh" "$@" | grep -E '^(round|load| "median_end)'
 done
 python3 - "$out" <<'PY'
 import json, pathlib, sys
