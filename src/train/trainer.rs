@@ -376,8 +376,7 @@ fn run_training(
         state.agreement_after = Some(crate::eval::spearman(&after, &teacher)?);
     }
     drop(producer);
-    let (agreement_before, agreement_after) = (state.agreement_before, state.agreement_after);
-    if let (Some(before), Some(after)) = (agreement_before, agreement_after) {
+    if let (Some(before), Some(after)) = (state.agreement_before, state.agreement_after) {
         let row = json!({"step": state.step, "eval/agreement/spearman_before": before, "eval/agreement/spearman": after});
         append_metrics(&metrics_path, &row)?;
         progress.logged(&row);
@@ -402,8 +401,8 @@ fn run_training(
     Ok(TrainReport {
         steps: state.step,
         final_dir,
-        agreement_before,
-        agreement_after,
+        agreement_before: state.agreement_before,
+        agreement_after: state.agreement_after,
         eval_pairs,
         cache: plan.cache.as_ref().map(|c| c.snapshot()),
     })
