@@ -4,12 +4,18 @@
 //! `max_length` (special tokens included); padding is to the longest pair of the batch. Any
 //! padding or truncation baked into `tokenizer.json` (all-MiniLM-L6-v2's pads to 128) is replaced
 //! by these settings, so it cannot change results.
+//!
+//! The `tokenizers` crate encodes each text whole; the truncation is done here, by
+//! [`longest_first_lengths`] on the texts' full lengths, before the crate's post-processor adds
+//! the special tokens. The crate's own pair truncation (0.23.2) compares the texts after cutting
+//! each to `max_length`: two texts longer than that look equally long, and an odd budget gave
+//! the extra token to the second text where transformers (the Python `tokenizers` 0.23.3) gives
+//! it to the longer one.
 
 use std::path::Path;
 
-use tokenizers::{
-    PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
-};
+use tokenizers::parallelism::MaybeParallelIterator;
+use tokenizers::{Encoding, PaddingParams, PostProcessor, Tokenizer, TruncationDirection};
 
 use crate::error::{Error, Result};
 
@@ -86,7 +92,8 @@ impl PairTokenizer {
         Self::new(tokenizer, max_length, pad_id)
     }
 
-    /// Wrap a loaded tokenizer, replacing its padding and truncation settings.
+    /// Wrap a loaded tokenizer, replacing its padding and truncation settings (this type
+    /// truncates and pads itself).
     pub fn new(mut tokenizer: Tokenizer, max_length: usize, pad_id: u32) -> Result<Self> {
         if max_length < 4 {
             return Err(Error::invalid(format!(
@@ -94,14 +101,7 @@ impl PairTokenizer {
             )));
         }
         tokenizer.with_padding(None::<PaddingParams>);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(Error::Tokenizer)?;
+        tokenizer.with_truncation(None).map_err(Error::Tokenizer)?;
         Ok(Self {
             tokenizer,
             max_length,
@@ -119,47 +119,107 @@ impl PairTokenizer {
         self.pad_id
     }
 
-    /// The wrapped Hugging Face tokenizer (with our padding/truncation settings).
+    /// The wrapped Hugging Face tokenizer (no padding, no truncation: [`Self::encode_pairs`] and
+    /// [`Self::encode_texts`] truncate).
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
     /// Tokenise pairs (in parallel), unpadded, in input order.
-    pub fn encode_pairs<A: AsRef<str>, B: AsRef<str>>(
+    ///
+    /// Each text is encoded whole without special tokens, the two are cut to the lengths
+    /// [`longest_first_lengths`] gives for the budget `max_length` minus the pair template's
+    /// special tokens, and the tokenizer's post-processor adds the special tokens and segment
+    /// ids: what `tokenizer(a, b, truncation=True, max_length=...)` gives in transformers.
+    pub fn encode_pairs<A: AsRef<str> + Sync, B: AsRef<str> + Sync>(
         &self,
         pairs: &[(A, B)],
     ) -> Result<Vec<EncodedPair>> {
-        let inputs: Vec<tokenizers::EncodeInput> = pairs
+        let budget = self.max_length.saturating_sub(self.special_tokens(true));
+        pairs
             .iter()
-            .map(|(a, b)| (a.as_ref(), b.as_ref()).into())
-            .collect();
-        let encodings = self.tokenizer.encode_batch(inputs, true)?;
-        Ok(encodings
-            .into_iter()
-            .map(|encoding| EncodedPair {
-                input_ids: encoding.get_ids().to_vec(),
-                type_ids: encoding.get_type_ids().to_vec(),
+            .collect::<Vec<_>>()
+            .into_maybe_par_iter()
+            .map(|(first, second)| {
+                let mut first = self.tokenizer.encode(first.as_ref(), false)?;
+                let mut second = self.tokenizer.encode(second.as_ref(), false)?;
+                let (first_len, second_len) =
+                    longest_first_lengths(first.len(), second.len(), budget);
+                truncate(&mut first, first_len);
+                truncate(&mut second, second_len);
+                // The second text of a pair has segment id 1, as the crate's pair encoding gives it.
+                second.set_type_ids(vec![1; second.len()]);
+                let encoding = self.tokenizer.post_process(first, Some(second), true)?;
+                Ok(EncodedPair {
+                    input_ids: encoding.get_ids().to_vec(),
+                    type_ids: encoding.get_type_ids().to_vec(),
+                })
             })
-            .collect())
+            .collect()
     }
 
-    /// Tokenise single texts (used by bi-encoders and by the tokenizer checks).
-    pub fn encode_texts<A: AsRef<str>>(&self, texts: &[A]) -> Result<Vec<EncodedPair>> {
-        let inputs: Vec<tokenizers::EncodeInput> =
-            texts.iter().map(|a| a.as_ref().into()).collect();
-        let encodings = self.tokenizer.encode_batch(inputs, true)?;
-        Ok(encodings
-            .into_iter()
-            .map(|encoding| EncodedPair {
-                input_ids: encoding.get_ids().to_vec(),
-                type_ids: encoding.get_type_ids().to_vec(),
+    /// Tokenise single texts (used by bi-encoders and by the tokenizer checks), each cut to
+    /// `max_length` with its special tokens.
+    pub fn encode_texts<A: AsRef<str> + Sync>(&self, texts: &[A]) -> Result<Vec<EncodedPair>> {
+        let budget = self.max_length.saturating_sub(self.special_tokens(false));
+        texts
+            .iter()
+            .collect::<Vec<_>>()
+            .into_maybe_par_iter()
+            .map(|text| {
+                let mut encoding = self.tokenizer.encode(text.as_ref(), false)?;
+                truncate(&mut encoding, budget);
+                let encoding = self.tokenizer.post_process(encoding, None, true)?;
+                Ok(EncodedPair {
+                    input_ids: encoding.get_ids().to_vec(),
+                    type_ids: encoding.get_type_ids().to_vec(),
+                })
             })
-            .collect())
+            .collect()
+    }
+
+    /// Special tokens the post-processor adds to a pair (`pair`) or a single text.
+    fn special_tokens(&self, pair: bool) -> usize {
+        self.tokenizer
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(pair))
     }
 
     /// Pad encoded pairs to the longest of them.
     pub fn pad(&self, encoded: &[&EncodedPair]) -> PaddedBatch {
         pad_batch(encoded, self.pad_id)
+    }
+}
+
+/// Keep the first `len` tokens of `encoding`; what is cut is dropped, not kept as overflow for
+/// the post-processor to expand.
+fn truncate(encoding: &mut Encoding, len: usize) {
+    if encoding.len() > len {
+        encoding.truncate(len, 0, TruncationDirection::Right);
+    }
+    encoding.take_overflowing();
+}
+
+/// The lengths `longest_first` truncation leaves of a pair of texts of `first` and `second`
+/// tokens (their full lengths) within `budget` tokens (special tokens excluded), as the fast
+/// tokenizers of transformers compute them: a text of at most half the budget is kept whole and
+/// the other cut to the rest; when both are longer, each gets half, and an odd budget's extra
+/// token goes to the longer text, the second on a tie (budget 125, first text longer: 63 + 62).
+pub fn longest_first_lengths(first: usize, second: usize, budget: usize) -> (usize, usize) {
+    if first + second <= budget {
+        return (first, second);
+    }
+    let (half_down, half_up) = (budget / 2, budget.div_ceil(2));
+    if first > second {
+        if second <= half_down {
+            (budget - second, second)
+        } else {
+            (half_up, half_down)
+        }
+    } else if first <= half_down {
+        (first, budget - first)
+    } else {
+        (half_down, half_up)
     }
 }
 
@@ -213,6 +273,30 @@ mod tests {
         assert_eq!(padded.input_ids, vec![1, 2, 3, 4, 9, 9]);
         assert_eq!(padded.type_ids, vec![0, 0, 1, 0, 0, 0]);
         assert_eq!(padded.attention_mask, vec![1., 1., 1., 1., 0., 0.]);
+    }
+
+    #[test]
+    fn longest_first_lengths_follow_the_longer_text() {
+        assert_eq!(longest_first_lengths(3, 4, 21), (3, 4));
+        assert_eq!(longest_first_lengths(3, 70, 21), (3, 18));
+        assert_eq!(longest_first_lengths(68, 4, 21), (17, 4));
+        // Both long, odd budget: the longer keeps the extra token, the second on a tie.
+        assert_eq!(longest_first_lengths(82, 38, 21), (11, 10));
+        assert_eq!(longest_first_lengths(34, 82, 21), (10, 11));
+        assert_eq!(longest_first_lengths(48, 48, 21), (10, 11));
+        assert_eq!(longest_first_lengths(300, 200, 125), (63, 62));
+        // Even budget: halves.
+        assert_eq!(longest_first_lengths(82, 38, 22), (11, 11));
+        // Every result fills the budget exactly and never grows a text.
+        for budget in 0..30 {
+            for first in 0..40 {
+                for second in 0..40 {
+                    let (a, b) = longest_first_lengths(first, second, budget);
+                    assert!(a <= first && b <= second);
+                    assert_eq!(a + b, (first + second).min(budget));
+                }
+            }
+        }
     }
 
     #[test]

@@ -23,11 +23,13 @@
 //! assert!(card.contains("pipeline_tag: text-ranking"));
 //! ```
 
+mod names;
 mod plot;
 mod render;
 
 use std::collections::BTreeMap;
 
+pub use names::dataset_reference;
 pub use plot::plot_metrics;
 pub use render::{loss_class_name, render, CANDLE_VERSION, TOKENIZERS_VERSION};
 

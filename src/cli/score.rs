@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 
 use super::progress;
+use super::shard_env::shard_from_env;
 use super::Outcome;
 use crate::cache::{count_missing, precompute, CachedTeacher, PrecomputeProgress, Shard};
 use crate::data::DataSource;
@@ -30,8 +31,10 @@ pub struct ScoreArgs {
     pub overrides: Vec<String>,
     /// Score only shard I of N (0-based; a pair's shard is its key mod N). Run 0/N ... N-1/N on
     /// N machines, each into its own cache dir, and join them with `crossdistill cache merge`.
-    #[arg(long, value_name = "I/N", default_value = "0/1")]
-    pub shard: String,
+    /// Default: the task's index in a Slurm job array (SLURM_ARRAY_TASK_ID/_COUNT) or a
+    /// Kubernetes Indexed Job (JOB_COMPLETION_INDEX with CROSSDISTILL_SHARD_COUNT), else 0/1.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     /// Print one JSON line: {"pairs":N,"cache_hits":H,"teacher_scored":T}.
     #[arg(long)]
     pub json: bool,
@@ -81,7 +84,16 @@ fn pair_stream(
 }
 
 pub(super) fn run(args: ScoreArgs) -> Result<Outcome> {
-    let shard: Shard = args.shard.parse()?;
+    let shard: Shard = match &args.shard {
+        Some(text) => text.parse()?,
+        None => match shard_from_env(|name| std::env::var(name).ok())? {
+            Some((shard, scheduler)) => {
+                tracing::info!("shard {shard} from the {scheduler}'s environment");
+                shard
+            }
+            None => Shard::ALL,
+        },
+    };
     let recipe = crate::recipe::load(&args.recipe, &args.overrides)?;
     let Some(cache) = &recipe.cache else {
         return Err(Error::input(

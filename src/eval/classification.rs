@@ -13,7 +13,44 @@ use std::collections::BTreeMap;
 use super::metrics::average_precision;
 use crate::error::{Error, Result};
 
-fn check_binary(scores: &[f64], labels: &[u32]) -> Result<()> {
+/// A score type the threshold sweeps run in. sentence-transformers computes the thresholds in
+/// the scores' own dtype (`float32` from `CrossEncoder.predict`): the midpoints, the
+/// "rounded midpoint equals the next score" check and the starting threshold (the next float
+/// above the top score) all depend on it, so the sweeps are generic over `f32` and `f64`.
+pub trait SweepScore: Copy + PartialEq + Into<f64> + std::fmt::Debug {
+    /// The smallest value of this type above `self` (`np.nextafter(x, inf, dtype)`).
+    fn next_up(self) -> Self;
+    /// `(self + other) / 2` in this type, as numpy computes it.
+    fn midpoint_with(self, other: Self) -> Self;
+    /// Total order (descending sort; NaN is rejected before).
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+impl SweepScore for f32 {
+    fn next_up(self) -> Self {
+        f32::next_up(self)
+    }
+    fn midpoint_with(self, other: Self) -> Self {
+        (self + other) / 2.0
+    }
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        f32::total_cmp(self, other)
+    }
+}
+
+impl SweepScore for f64 {
+    fn next_up(self) -> Self {
+        f64::next_up(self)
+    }
+    fn midpoint_with(self, other: Self) -> Self {
+        (self + other) / 2.0
+    }
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        f64::total_cmp(self, other)
+    }
+}
+
+fn check_binary<S: SweepScore>(scores: &[S], labels: &[u32]) -> Result<()> {
     if scores.len() != labels.len() {
         return Err(Error::invalid(format!(
             "binary classification: {} scores but {} labels; need one label per score",
@@ -35,7 +72,7 @@ fn check_binary(scores: &[f64], labels: &[u32]) -> Result<()> {
             "use a model with one logit per class (num_labels > 1) for multi-class labels",
         ));
     }
-    if let Some(i) = scores.iter().position(|s| s.is_nan()) {
+    if let Some(i) = scores.iter().position(|&s| s.into().is_nan()) {
         return Err(Error::invalid(format!(
             "binary classification: score {i} is NaN; scores must be numbers"
         )));
@@ -45,37 +82,74 @@ fn check_binary(scores: &[f64], labels: &[u32]) -> Result<()> {
 
 /// `(score, label)` rows by descending score; equal scores keep their input order (Python's
 /// `sorted(..., reverse=True)` is stable too).
-fn rows_by_descending_score(scores: &[f64], labels: &[u32]) -> Vec<(f64, u32)> {
-    let mut rows: Vec<(f64, u32)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+fn rows_by_descending_score<S: SweepScore>(scores: &[S], labels: &[u32]) -> Vec<(S, u32)> {
+    let mut rows: Vec<(S, u32)> = scores.iter().copied().zip(labels.iter().copied()).collect();
     rows.sort_by(|a, b| b.0.total_cmp(&a.0));
     rows
 }
 
-/// ST's `find_best_acc_and_threshold(scores, labels, True)`: `(accuracy, threshold)`.
-///
-/// Sweeps the rows sorted by descending score; after row `i` (of the first `n − 1`), predicting
-/// positive for rows `0..=i` has accuracy `(positives so far + negatives after) / n`; the best
-/// strict improvement wins, with threshold the midpoint of the scores of rows `i` and `i + 1`.
-/// Starts from accuracy 0 and threshold −1 (what one row returns).
-pub fn find_best_acc_and_threshold(scores: &[f64], labels: &[u32]) -> Result<(f64, f64)> {
-    check_binary(scores, labels)?;
-    let rows = rows_by_descending_score(scores, labels);
-    let (mut max_accuracy, mut best_threshold) = (0.0, -1.0);
-    let mut positives_so_far = 0usize;
-    let mut remaining_negatives = labels.iter().filter(|&&l| l == 0).count();
-    for i in 0..rows.len() - 1 {
-        if rows[i].1 == 1 {
-            positives_so_far += 1;
-        } else {
-            remaining_negatives -= 1;
-        }
-        let accuracy = (positives_so_far + remaining_negatives) as f64 / labels.len() as f64;
-        if accuracy > max_accuracy {
-            max_accuracy = accuracy;
-            best_threshold = (rows[i].0 + rows[i + 1].0) / 2.0;
+/// The indices that end a group of equal scores in `rows` (the steps of the sweeps: no
+/// threshold falls inside a tie); the last row always ends one.
+fn ends_of_ties<S: SweepScore>(rows: &[(S, u32)]) -> impl Iterator<Item = usize> + '_ {
+    (0..rows.len()).filter(move |&i| i + 1 == rows.len() || rows[i].0 != rows[i + 1].0)
+}
+
+/// The threshold after the step that ends at row `i`: the midpoint to the next score, the
+/// score itself at the last row, or the score itself when the midpoint rounds onto the next
+/// score (it must not take in the next group).
+fn threshold_after<S: SweepScore>(rows: &[(S, u32)], i: usize) -> S {
+    let score = rows[i].0;
+    match rows.get(i + 1) {
+        None => score,
+        Some(&(next, _)) => {
+            let midpoint = score.midpoint_with(next);
+            if midpoint == next {
+                score
+            } else {
+                midpoint
+            }
         }
     }
-    Ok((max_accuracy, best_threshold))
+}
+
+/// sentence-transformers 6's `find_best_acc_and_threshold(scores, labels, True)`:
+/// `(accuracy, threshold)`
+/// (`sentence_transformers/sentence_transformer/evaluation/binary_classification.py`,
+/// `BinaryClassificationEvaluator.find_best_acc_and_threshold`).
+///
+/// Starts from "every pair negative": accuracy = share of negatives, threshold = the next float
+/// above the top score (in the scores' type). Walks the rows by descending score, a run of equal
+/// scores as one step, the last row included; after each step predicting its rows and those
+/// before positive has accuracy `(positives so far + negatives after) / n`, and a strict
+/// improvement takes the threshold of [`threshold_after`].
+pub fn find_best_acc_and_threshold<S: SweepScore>(
+    scores: &[S],
+    labels: &[u32],
+) -> Result<(f64, f64)> {
+    check_binary(scores, labels)?;
+    let rows = rows_by_descending_score(scores, labels);
+    let n = labels.len() as f64;
+    let mut remaining_negatives = labels.iter().filter(|&&l| l == 0).count();
+    let mut max_accuracy = remaining_negatives as f64 / n;
+    let mut best_threshold = rows[0].0.next_up();
+    let mut positives_so_far = 0usize;
+    let mut start = 0;
+    for end in ends_of_ties(&rows) {
+        for &(_, label) in &rows[start..=end] {
+            if label == 1 {
+                positives_so_far += 1;
+            } else {
+                remaining_negatives -= 1;
+            }
+        }
+        start = end + 1;
+        let accuracy = (positives_so_far + remaining_negatives) as f64 / n;
+        if accuracy > max_accuracy {
+            max_accuracy = accuracy;
+            best_threshold = threshold_after(&rows, end);
+        }
+    }
+    Ok((max_accuracy, best_threshold.into()))
 }
 
 /// The result of [`find_best_f1_and_threshold`].
@@ -87,17 +161,18 @@ pub struct BestF1 {
     pub precision: f64,
     /// Recall at that threshold.
     pub recall: f64,
-    /// The threshold (midpoint between the last row predicted positive and the next).
+    /// The threshold (see [`find_best_acc_and_threshold`] for how it is placed).
     pub threshold: f64,
 }
 
-/// ST's `find_best_f1_and_threshold(scores, labels, True)`.
+/// sentence-transformers 6's `find_best_f1_and_threshold(scores, labels, True)`
+/// (`BinaryClassificationEvaluator.find_best_f1_and_threshold`, same file).
 ///
-/// Same sweep as [`find_best_acc_and_threshold`]: after row `i` (of the first `n − 1`), with at
-/// least one positive among rows `0..=i`, F1 of "rows `0..=i` are positive"; the best strict
-/// improvement wins. Starts from all zeros (threshold 0), which is also the answer when no label
-/// is 1.
-pub fn find_best_f1_and_threshold(scores: &[f64], labels: &[u32]) -> Result<BestF1> {
+/// The same walk as [`find_best_acc_and_threshold`] (ties one step, last row included, so
+/// "everything positive" is a candidate); each step with at least one positive so far gives the
+/// F1 of predicting its rows and those before positive; the best strict improvement wins.
+/// Starts from all zeros (threshold 0), which is also the answer when no label is 1.
+pub fn find_best_f1_and_threshold<S: SweepScore>(scores: &[S], labels: &[u32]) -> Result<BestF1> {
     check_binary(scores, labels)?;
     let rows = rows_by_descending_score(scores, labels);
     let total_positives = labels.iter().filter(|&&l| l == 1).count();
@@ -108,12 +183,12 @@ pub fn find_best_f1_and_threshold(scores: &[f64], labels: &[u32]) -> Result<Best
         threshold: 0.0,
     };
     let mut correct = 0usize;
-    for i in 0..rows.len() - 1 {
-        let extracted = i + 1;
-        if rows[i].1 == 1 {
-            correct += 1;
-        }
+    let mut start = 0;
+    for end in ends_of_ties(&rows) {
+        correct += rows[start..=end].iter().filter(|row| row.1 == 1).count();
+        start = end + 1;
         if correct > 0 {
+            let extracted = end + 1;
             let precision = correct as f64 / extracted as f64;
             let recall = correct as f64 / total_positives as f64;
             let f1 = 2.0 * precision * recall / (precision + recall);
@@ -122,7 +197,7 @@ pub fn find_best_f1_and_threshold(scores: &[f64], labels: &[u32]) -> Result<Best
                     f1,
                     precision,
                     recall,
-                    threshold: (rows[i].0 + rows[i + 1].0) / 2.0,
+                    threshold: threshold_after(&rows, end).into(),
                 };
             }
         }
@@ -154,10 +229,11 @@ impl BinaryClassificationMetrics {
     ///
     /// Errors when the lengths differ, the lists are empty, a label is not 0 or 1, or a score
     /// is NaN.
-    pub fn compute(scores: &[f64], labels: &[u32]) -> Result<Self> {
+    pub fn compute<S: SweepScore>(scores: &[S], labels: &[u32]) -> Result<Self> {
         let (accuracy, accuracy_threshold) = find_best_acc_and_threshold(scores, labels)?;
         let best_f1 = find_best_f1_and_threshold(scores, labels)?;
         let relevant: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+        let scores: Vec<f64> = scores.iter().map(|&s| s.into()).collect();
         Ok(BinaryClassificationMetrics {
             accuracy,
             accuracy_threshold,
@@ -165,7 +241,7 @@ impl BinaryClassificationMetrics {
             f1_threshold: best_f1.threshold,
             precision: best_f1.precision,
             recall: best_f1.recall,
-            average_precision: average_precision(&relevant, scores)?,
+            average_precision: average_precision(&relevant, &scores)?,
         })
     }
 
@@ -318,9 +394,9 @@ mod tests {
         );
     }
 
-    // Expected values below were printed by ST's two functions copied verbatim from
-    // `sentence_transformers/sentence_transformer/evaluation/binary_classification.py`
-    // (huggingface/sentence-transformers cad21198) with sklearn 1.9.1's average_precision_score.
+    // Expected values below were printed by sentence-transformers 6.3's two functions
+    // (`BinaryClassificationEvaluator.find_best_{acc,f1}_and_threshold`) with sklearn 1.9.1's
+    // average_precision_score; tests/fixtures/st6-parity/ holds more, made by its script.
 
     #[test]
     fn threshold_sweeps_match_st() {
@@ -353,21 +429,21 @@ mod tests {
     }
 
     #[test]
-    fn ties_keep_input_order_like_python_sorted() {
-        // ST printed accuracy 0.5 at 0.65, F1 2/3 (P = R = 2/3) at 0.35, AP 0.8055555555555556.
+    fn a_tie_is_one_step_and_the_last_row_is_a_candidate() {
+        // Rows .8(1) .5(0) .5(1) .2(1): the tie at .5 is one step; "everything positive" (the
+        // last row) is best for both: accuracy 3/4 and F1 6/7 (P 3/4, R 1) at the score .2.
         let metrics =
             BinaryClassificationMetrics::compute(&[0.5, 0.5, 0.2, 0.8], &[0, 1, 1, 1]).unwrap();
-        assert_close(metrics.accuracy, 0.5, "accuracy");
-        assert_close(metrics.accuracy_threshold, 0.65, "accuracy threshold");
-        assert_close(metrics.f1, 2.0 / 3.0, "f1");
-        assert_close(metrics.f1_threshold, 0.35, "f1 threshold");
+        assert_close(metrics.accuracy, 0.75, "accuracy");
+        assert_eq!(metrics.accuracy_threshold, 0.2);
+        assert_close(metrics.f1, 6.0 / 7.0, "f1");
+        assert_eq!(metrics.f1_threshold, 0.2);
         assert_close(metrics.average_precision, 0.8055555555555556, "ap");
-        // All tied, labels 1 0 1: the stable order stops the F1 sweep after the first row
-        // (P 1, R 1/2), which only holds if equal scores keep their input order.
+        // All tied: one step, which is the last row (every pair positive).
         let best = find_best_f1_and_threshold(&[0.5; 3], &[1, 0, 1]).unwrap();
         assert_eq!(
             (best.precision, best.recall, best.threshold),
-            (1.0, 0.5, 0.5)
+            (2.0 / 3.0, 1.0, 0.5)
         );
         let (accuracy, threshold) = find_best_acc_and_threshold(&[0.5; 3], &[1, 0, 1]).unwrap();
         assert_close(accuracy, 2.0 / 3.0, "tied accuracy");
@@ -375,17 +451,32 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_are_placed_in_the_scores_type() {
+        // f32 1 + 2^-23 (positive) above 1.0 (negative): the midpoint rounds onto 1.0, so the
+        // threshold is the score itself, 1.0000001192092896 as ST prints it.
+        let top = 1.0f32.next_up();
+        let (accuracy, threshold) =
+            find_best_acc_and_threshold(&[top, 1.0f32, 0.25], &[1, 0, 0]).unwrap();
+        assert_eq!((accuracy, threshold), (1.0, 1.000_000_119_209_289_6));
+        // In f64 the same two values have a midpoint between them.
+        let (_, threshold) =
+            find_best_acc_and_threshold(&[f64::from(top), 1.0, 0.25], &[1, 0, 0]).unwrap();
+        assert!(threshold > 1.0 && threshold < f64::from(top), "{threshold}");
+    }
+
+    #[test]
     fn degenerate_inputs_follow_st() {
-        // No positive: ST returns F1 0 at threshold 0 and accuracy 0.5 at (.3+.1)/2; AP 0.
+        // No positive: everything negative is right (accuracy 1 at the next float above the top
+        // score, 0.30000000000000004); F1 0 at threshold 0; AP 0.
         let metrics = BinaryClassificationMetrics::compute(&[0.3, 0.1], &[0, 0]).unwrap();
-        assert_close(metrics.accuracy, 0.5, "accuracy");
-        assert_close(metrics.accuracy_threshold, 0.2, "threshold");
+        assert_close(metrics.accuracy, 1.0, "accuracy");
+        assert_eq!(metrics.accuracy_threshold, 0.30000000000000004);
         assert_eq!((metrics.f1, metrics.f1_threshold), (0.0, 0.0));
         assert_eq!(metrics.average_precision, 0.0);
-        // One row: the sweep never runs.
+        // One row: it is the last row, so it is a step of its own.
         assert_eq!(
             find_best_acc_and_threshold(&[0.7], &[1]).unwrap(),
-            (0.0, -1.0)
+            (1.0, 0.7)
         );
     }
 

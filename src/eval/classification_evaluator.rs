@@ -137,7 +137,9 @@ impl ClassificationEvaluator {
             )));
         }
         if self.num_labels == 1 {
-            let scores: Vec<f64> = scores.iter().map(|row| row[0]).collect();
+            // The model's scores are f32 (sentence-transformers' predict returns float32), and
+            // the threshold sweeps place their thresholds in the scores' type.
+            let scores: Vec<f32> = scores.iter().map(|row| row[0] as f32).collect();
             Ok(BinaryClassificationMetrics::compute(&scores, &self.labels)?.to_map())
         } else {
             Ok(MulticlassMetrics::from_logits(scores, &self.labels)?.to_map())
@@ -207,7 +209,8 @@ mod tests {
     fn hand_checked_binary_metrics() {
         // Scores .9 .2 .6 .4 with labels 1 0 0 1. Sorted: .9(1) .6(0) .4(1) .2(0).
         // Accuracy sweep: after .9 → (1 + 2)/4 = 0.75 at (.9+.6)/2 = 0.75; nothing better.
-        // F1 sweep: after .9: P 1, R 1/2, F1 2/3 at 0.75; after .4: P 2/3, R 1, F1 0.8 at 0.3.
+        // F1 sweep: after .9: P 1, R 1/2, F1 2/3 at 0.75; after .4: P 2/3, R 1, F1 0.8 at 0.3;
+        // after .2 (everything positive): P 1/2, R 1, F1 2/3.
         // AP: 1·1/2 + (2/3)·1/2 = 5/6.
         let evaluator =
             ClassificationEvaluator::new("cls", pairs(4), vec![1, 0, 0, 1], 1, 32).unwrap();
@@ -216,7 +219,9 @@ mod tests {
         assert_eq!(metrics["accuracy"], 0.75);
         assert_eq!(metrics["accuracy_threshold"], 0.75);
         assert!((metrics["f1"] - 0.8).abs() < 1e-12);
-        assert!((metrics["f1_threshold"] - 0.3).abs() < 1e-12);
+        // Model scores are f32 and the threshold is placed in f32, as sentence-transformers 6
+        // places it in the dtype of predict's float32 scores.
+        assert_eq!(metrics["f1_threshold"], f64::from((0.4f32 + 0.2f32) / 2.0));
         assert!((metrics["average_precision"] - 5.0 / 6.0).abs() < 1e-12);
         assert_eq!(evaluator.primary_metric(), "average_precision");
     }

@@ -62,7 +62,7 @@ pub use beir::{
 pub use bm25::{tokenize, Bm25Config, Bm25Index};
 pub use classification::{
     argmax_rows, find_best_acc_and_threshold, find_best_f1_and_threshold, BestF1,
-    BinaryClassificationMetrics, MulticlassMetrics,
+    BinaryClassificationMetrics, MulticlassMetrics, SweepScore,
 };
 pub use classification_evaluator::ClassificationEvaluator;
 pub use correlation::{average_ranks, correlation_metrics, pearson, spearman};

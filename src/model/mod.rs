@@ -18,7 +18,7 @@ pub use config::{Architecture, EncoderConfig, HiddenAct};
 pub use cross_encoder::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
 pub use encoder::{BatchTensors, Mode};
 pub use ops::Dropout;
-pub use source::{looks_like_hub_id, ModelFiles};
+pub use source::{looks_like_hub_id, model_reference, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,
 };

@@ -1,6 +1,6 @@
 //! Finding a model's files: a local Hugging Face directory or a hub id (through the cache).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::hub::{self, RepoKind};
@@ -47,7 +47,42 @@ pub fn looks_like_hub_id(spec: &str) -> bool {
         })
 }
 
+/// The name a model card or a log gives the model stored in `dir`: the hub id of a Hugging Face cache snapshot
+/// (`…/models--OWNER--NAME/snapshots/REV` → `OWNER/NAME`), else the directory's name, with its
+/// parent's for the generic names a run writes (`stsb-teacher/final`, `run/checkpoint-500`).
+/// `dir` is made absolute first, so `.` and `..` name the directory they stand for.
+pub fn model_reference(dir: &Path) -> String {
+    let absolute = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let names: Vec<String> = absolute
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    if let Some(cached) = names.iter().rev().find_map(|name| {
+        let id = name.strip_prefix("models--")?;
+        let (owner, repo) = id.split_once("--")?;
+        Some(format!("{owner}/{repo}"))
+    }) {
+        return cached;
+    }
+    match names.as_slice() {
+        [] => dir.display().to_string(),
+        [.., parent, last] if last == "final" || last.starts_with("checkpoint-") => {
+            format!("{parent}/{last}")
+        }
+        [.., last] => last.clone(),
+    }
+}
+
 impl ModelFiles {
+    /// How cards and logs name this model: its hub id, or its directory's name (never the
+    /// path of this machine); see [`model_reference`].
+    pub fn reference(&self) -> String {
+        model_reference(&self.dir)
+    }
+
     /// Locate `spec`: an existing directory (relative paths against `base_dir`, then the current
     /// directory), else a hub id resolved through the Hugging Face cache (downloading unless
     /// `HF_HUB_OFFLINE` is set).
@@ -186,6 +221,30 @@ fn shards_from_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_are_named_by_hub_id_or_directory_name() {
+        let root = tempfile::tempdir().unwrap();
+        let snapshot = root
+            .path()
+            .join("hub/models--cross-encoder--ms-marco-MiniLM-L6-v2/snapshots/abc123");
+        let plain = root.path().join("fixtures/tiny-xlmr-ce");
+        let final_dir = root.path().join("runs/stsb-teacher/final");
+        for dir in [&snapshot, &plain, &final_dir] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        assert_eq!(
+            model_reference(&snapshot),
+            "cross-encoder/ms-marco-MiniLM-L6-v2"
+        );
+        assert_eq!(
+            model_reference(&root.path().join("runs/../fixtures/tiny-xlmr-ce")),
+            "tiny-xlmr-ce"
+        );
+        assert_eq!(model_reference(&final_dir), "stsb-teacher/final");
+        // A directory that does not exist is still named without its path.
+        assert_eq!(model_reference(Path::new("/no/such/place/model")), "model");
+    }
 
     #[test]
     fn hub_id_shapes() {

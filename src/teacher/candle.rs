@@ -85,7 +85,7 @@ impl Teacher for CandleTeacher {
     fn describe(&self) -> String {
         format!(
             "{} (candle, {:?})",
-            self.model.files().name,
+            self.model.files().reference(),
             self.activation
         )
     }

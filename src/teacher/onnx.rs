@@ -512,6 +512,8 @@ pub struct OnnxTeacher {
     tokenizer: PairTokenizer,
     signature: OnnxSignature,
     name: String,
+    /// How logs and cards name the model (hub id or directory name, no local path).
+    reference: String,
     onnx_path: PathBuf,
     batch_size: usize,
     threads: usize,
@@ -627,6 +629,9 @@ impl OnnxTeacher {
             tokenizer,
             signature,
             name: model.to_string(),
+            reference: crate::model::model_reference(
+                files.config.parent().unwrap_or(Path::new(model)),
+            ),
             onnx_path: files.onnx,
             batch_size,
             threads,
@@ -800,7 +805,7 @@ impl Teacher for OnnxTeacher {
             .onnx_path
             .file_name()
             .map_or(String::new(), |f| f.to_string_lossy().into_owned());
-        format!("{} {file} (onnx, {:?})", self.name, self.activation)
+        format!("{} {file} (onnx, {:?})", self.reference, self.activation)
     }
 }
 

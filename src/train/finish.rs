@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::checkpoint::TrainerState;
 use super::plan::Plan;
 use crate::card::{
-    plot_metrics, render, CardInput, DatasetInfo, DatasetRole, EvalResult, LossInfo, TeacherInfo,
+    dataset_reference, plot_metrics, render, CardInput, DatasetInfo, DatasetRole, EvalResult,
+    LossInfo, TeacherInfo,
 };
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -117,28 +118,30 @@ pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult
         .unwrap_or_default();
     let columns =
         |section: &crate::recipe::DataSection| section.columns.clone().unwrap_or_default();
+    // The card names data and models as a reader can find them (file name, hub id, directory
+    // name); the paths of this machine stay in recipe.resolved.toml.
+    let (train_name, train_hub_id) = dataset_reference(&plan.recipe.data.train.path);
     let mut datasets = vec![DatasetInfo {
         role: DatasetRole::Training,
-        name: plan.recipe.data.train.resolved(),
-        hub_id: None,
+        name: train_name,
+        hub_id: train_hub_id,
         rows: plan.rows_per_epoch,
         columns: columns(&plan.recipe.data.train),
     }];
     if let (Some(section), Some(source)) = (&plan.recipe.data.eval, &plan.eval_source) {
+        let (name, hub_id) = dataset_reference(&section.path);
         datasets.push(DatasetInfo {
             role: DatasetRole::Evaluation,
-            name: section.resolved(),
-            hub_id: None,
+            name,
+            hub_id,
             rows: crate::data::count_rows(source)?,
             columns: columns(section),
         });
     }
+    let base_model = plan.student.files().reference();
     let input = CardInput {
-        model_name: format!(
-            "{} distilled with crossdistill",
-            plan.recipe.student.model.spec
-        ),
-        base_model: plan.recipe.student.model.spec.clone(),
+        model_name: format!("{base_model} distilled with crossdistill"),
+        base_model,
         num_labels: plan.student.num_labels(),
         max_length: plan.student.tokenizer().max_length(),
         teachers: plan

@@ -14,5 +14,6 @@ mod onnx_teacher;
 mod pipeline;
 mod predict_cli;
 mod resume_kill;
+mod st_parity;
 mod training;
 mod trim_vocab;

@@ -37,7 +37,24 @@ fn train_writes_the_run_directory_contract() {
         stdout.contains("student-teacher Spearman on 8 held-out pairs"),
         "{stdout}"
     );
+    // stderr is a pipe here: the log carries no colour codes.
+    assert!(!stderr(&run).contains('\u{1b}'), "{}", stderr(&run));
     let out = dir.path().join("run");
+    // The model card names the data and models without this machine's paths.
+    let card = std::fs::read_to_string(out.join("final/README.md")).unwrap();
+    for local in [
+        dir.path().display().to_string(),
+        env!("CARGO_MANIFEST_DIR").to_string(),
+        "../".to_string(),
+    ] {
+        assert!(!card.contains(&local), "the card mentions {local}:\n{card}");
+    }
+    for name in ["train.jsonl", "eval.jsonl", "tiny-bert-ce", "tiny-xlmr-ce"] {
+        assert!(
+            card.contains(name),
+            "the card does not name {name}:\n{card}"
+        );
+    }
     for file in [
         "final/config.json",
         "final/model.safetensors",
