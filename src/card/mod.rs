@@ -29,7 +29,7 @@ mod render;
 use std::collections::BTreeMap;
 
 pub use plot::plot_metrics;
-pub use render::{loss_class_name, render, CANDLE_VERSION, TOKENIZERS_VERSION};
+pub use render::{render, CANDLE_VERSION, TOKENIZERS_VERSION};
 
 /// Everything the model card shows. Empty fields leave their part of the card out (or show a
 /// placeholder where sentence-transformers does).
@@ -133,8 +133,12 @@ pub struct DatasetInfo {
 /// One loss of the training objective.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LossInfo {
-    /// The recipe `kind` (`margin_mse`, ...); shown as the sentence-transformers class name.
+    /// The recipe `kind` (`margin_mse`, ...).
     pub kind: String,
+    /// The class name the loss reports ([`Loss::class_name`](crate::loss::Loss::class_name):
+    /// `MarginMSELoss`, ...), the loss's title; a built-in one links to the
+    /// sentence-transformers documentation.
+    pub class_name: String,
     /// Its weight in the summed loss.
     pub weight: f64,
     /// Its parameters (sentence-transformers' `get_config_dict`), shown as JSON.

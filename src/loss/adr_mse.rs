@@ -18,7 +18,9 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::ListBatch;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{matrix_like, zero_loss};
 
@@ -131,6 +133,24 @@ pub fn adr_mse(
         .affine(1.0, 1.0)?;
     let errors = true_ranks.sub(&approx_ranks)?.sqr()?.mul(&discounts)?;
     Ok(errors.sum_all()?.affine(1.0 / num_valid as f64, 0.0)?)
+}
+
+/// Build `adr_mse` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`adr_mse()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: AdrMseConfig::from_params(params)?,
+        math: adr_mse,
+        mini_batch_size: |config: &AdrMseConfig| config.mini_batch_size,
+        config_dict: AdrMseConfig::config_dict,
+        citation: CITATION,
+    }))
 }
 
 #[cfg(test)]

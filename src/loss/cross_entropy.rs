@@ -13,7 +13,9 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::Params;
+use crate::loss::pointwise::PointwiseLoss;
 use crate::loss::tensor_ops::{host_vector, log_softmax_last_dim, upcast, vector_like, zero_loss};
 
 /// sentence-transformers' CrossEntropyLoss has no `citation` property.
@@ -213,6 +215,24 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, cfg: &CrossEntropyConfig)
     Ok(nll
         .affine(1.0 - eps, 0.0)?
         .add(&smooth.affine(eps / num_classes as f64, 0.0)?)?)
+}
+
+/// Build `cross_entropy` from its recipe parameters (any `num_labels`: one logit per class): the pointwise adapter over
+/// [`cross_entropy()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    _num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    Ok(Box::new(PointwiseLoss {
+        row,
+        config: CrossEntropyConfig::from_params(params)?,
+        math: cross_entropy,
+        config_dict: CrossEntropyConfig::config_dict,
+        citation: CITATION,
+        integer_labels: true,
+        check_labels: None,
+    }))
 }
 
 #[cfg(test)]

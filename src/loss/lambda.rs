@@ -25,7 +25,9 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::ListBatch;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{host_matrix, vector_like, zero_loss};
 
@@ -362,6 +364,24 @@ pub(crate) fn lambda_loss_named(
         ReductionLog::Binary => 1.0 / std::f64::consts::LN_2,
     };
     Ok(probs.log()?.mean_all()?.affine(-log_scale, 0.0)?)
+}
+
+/// Build `lambda` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`lambda_loss()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: LambdaLossConfig::from_params(params)?,
+        math: lambda_loss,
+        mini_batch_size: |config: &LambdaLossConfig| config.mini_batch_size,
+        config_dict: LambdaLossConfig::config_dict,
+        citation: CITATION,
+    }))
 }
 
 #[cfg(test)]

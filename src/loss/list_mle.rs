@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::ListwiseLoss;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::p_list_mle::{plackett_luce, PListMleConfig};
 use crate::loss::params::Params;
 
@@ -91,6 +94,24 @@ pub fn list_mle(
     cfg: &ListMleConfig,
 ) -> Result<Tensor> {
     plackett_luce("list_mle", logits, labels, mask, &cfg.p_list_mle())
+}
+
+/// Build `list_mle` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`list_mle()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: ListMleConfig::from_params(params)?,
+        math: list_mle,
+        mini_batch_size: |config: &ListMleConfig| config.mini_batch_size,
+        config_dict: ListMleConfig::config_dict,
+        citation: CITATION,
+    }))
 }
 
 #[cfg(test)]

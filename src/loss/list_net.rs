@@ -11,7 +11,9 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::ListBatch;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{log_softmax_last_dim, matrix_like};
 
@@ -91,6 +93,24 @@ pub fn list_net(
     let log_probs = log_softmax_last_dim(&batch.real_logits(-1e16)?)?;
     let per_query = targets.mul(&log_probs)?.sum(1)?;
     Ok(per_query.mean_all()?.neg()?)
+}
+
+/// Build `list_net` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`list_net()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: ListNetConfig::from_params(params)?,
+        math: list_net,
+        mini_batch_size: |config: &ListNetConfig| config.mini_batch_size,
+        config_dict: ListNetConfig::config_dict,
+        citation: CITATION,
+    }))
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::{index_matrix, ListBatch};
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{index_matrix, ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{matrix_like, zero_loss};
 
@@ -207,6 +209,24 @@ pub(crate) fn plackett_luce(
     let log_probs = shifted.sub(&tail_sums.broadcast_add(&eps_term)?.log()?)?;
     let per_query = log_probs.mul(&rank_weights)?.sum(D::Minus1)?;
     Ok(per_query.mean_all()?.neg()?)
+}
+
+/// Build `p_list_mle` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`p_list_mle()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: PListMleConfig::from_params(params)?,
+        math: p_list_mle,
+        mini_batch_size: |config: &PListMleConfig| config.mini_batch_size,
+        config_dict: PListMleConfig::config_dict,
+        citation: CITATION,
+    }))
 }
 
 #[cfg(test)]

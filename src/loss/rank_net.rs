@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::require_one_label;
 use crate::loss::lambda::{lambda_loss_named, LambdaLossConfig, ReductionLog, WeightingScheme};
+use crate::loss::listwise::ListwiseLoss;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::Params;
 
 /// BibTeX of the paper sentence-transformers cites for RankNetLoss.
@@ -112,6 +115,24 @@ pub fn rank_net(
     cfg: &RankNetConfig,
 ) -> Result<Tensor> {
     lambda_loss_named("rank_net", logits, labels, mask, &cfg.lambda())
+}
+
+/// Build `rank_net` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`rank_net()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: RankNetConfig::from_params(params)?,
+        math: rank_net,
+        mini_batch_size: |config: &RankNetConfig| config.mini_batch_size,
+        config_dict: RankNetConfig::config_dict,
+        citation: CITATION,
+    }))
 }
 
 #[cfg(test)]

@@ -9,21 +9,8 @@
 use std::path::{Path, PathBuf};
 
 /// `kind` values of `[[loss]]`: the snake_case names of the sentence-transformers CrossEncoder
-/// loss classes.
-pub const LOSS_KINDS: &[&str] = &[
-    "cross_entropy",
-    "binary_cross_entropy",
-    "mse",
-    "margin_mse",
-    "multiple_negatives_ranking",
-    "cached_multiple_negatives_ranking",
-    "lambda",
-    "rank_net",
-    "list_net",
-    "list_mle",
-    "p_list_mle",
-    "adr_mse",
-];
+/// loss classes, read from the built-in loss table ([`crate::loss::BUILTIN_LOSSES`]).
+pub const LOSS_KINDS: &[&str] = &crate::loss::BUILTIN_KINDS;
 
 /// `kind` values of `[[eval]]`: the sentence-transformers CrossEncoder evaluators
 /// (`CrossEncoderRerankingEvaluator`, `...NanoBEIREvaluator`, `...ClassificationEvaluator`,
