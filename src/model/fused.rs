@@ -12,7 +12,8 @@
 //!
 //! Intermediates the backward pass needs (GELU's pre-activation, attention probabilities) are
 //! kept only when an input records a graph, so inference keeps nothing.
-//! CPU and f32 only; [`super::ops`] picks these or the composed candle ops.
+//! CPU and f32 only; [`super::ops`] picks these or the composed candle ops (this file imports
+//! nothing from it).
 
 use std::sync::Mutex;
 
@@ -20,7 +21,8 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor}
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::ops::{f32_slice, gelu_erf, gelu_erf_grad, with_cpu_f32, PAR_ROWS};
+use super::cpu_f32::{f32_slice, with_cpu_f32, PAR_ROWS};
+use super::gelu::{gelu_erf, gelu_erf_grad};
 
 type CResult<T> = candle_core::Result<T>;
 
