@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 
-use super::cache::{cache_path, model_fingerprint, read_npy, write_npy};
+use super::embedding_cache::{cache_path, model_fingerprint, read_npy, write_npy};
 use super::options::MineOptions;
 use super::output::{build, Shape};
 use super::pairs::{Grouped, PairDataset};

@@ -139,9 +139,9 @@ fn column_sums(xs: &[f32], width: usize) -> Vec<f32> {
 // ---------------------------------------------------------------------------------------------
 // Linear (+ GELU) (+ dropout)
 
-/// The activation a fused linear layer applies.
+/// The activation a dense layer applies to `x Wᵀ + b` ([`super::ops::dense`], [`linear_fused`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
+pub enum DenseActivation {
     /// None.
     Identity,
     /// Exact (erf) GELU.
@@ -149,7 +149,7 @@ pub enum Activation {
 }
 
 struct LinearOp {
-    activation: Activation,
+    activation: DenseActivation,
     /// Dropout multipliers (0 or 1 / (1 − p)) per output element.
     dropout: Option<Vec<f32>>,
     /// Keep the GELU pre-activation for the backward pass.
@@ -220,13 +220,13 @@ impl CustomOp3 for LinearOp {
             )
         };
         let ys = match self.activation {
-            Activation::Identity => {
+            DenseActivation::Identity => {
                 if let Some(mask) = &self.dropout {
                     zs.par_iter_mut().zip(mask).for_each(|(z, m)| *z *= m);
                 }
                 zs
             }
-            Activation::GeluErf => {
+            DenseActivation::GeluErf => {
                 let mut ys = vec![0f32; zs.len()];
                 let chunk = out_dim * PAR_ROWS;
                 match &self.dropout {
@@ -280,7 +280,7 @@ impl CustomOp3 for LinearOp {
             if let Some(mask) = &self.dropout {
                 dz.par_iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
             }
-            if self.activation == Activation::GeluErf {
+            if self.activation == DenseActivation::GeluErf {
                 let kept = self
                     .pre_activation
                     .lock()
@@ -362,7 +362,7 @@ pub fn linear_fused(
     xs: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
-    activation: Activation,
+    activation: DenseActivation,
     dropout: Option<Vec<f32>>,
 ) -> CResult<Tensor> {
     let keep = xs.track_op() || weight.track_op() || bias.track_op();

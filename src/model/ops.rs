@@ -15,7 +15,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, 
 use rayon::prelude::*;
 
 use super::cpu_f32::{f32_slice, with_cpu_f32, PAR_ROWS};
-pub use super::fused::Activation;
+pub use super::fused::DenseActivation;
 use super::fused::{attention_fused, dropout_fused, linear_fused};
 use super::gelu::{gelu_erf, gelu_erf_grad};
 
@@ -425,7 +425,7 @@ pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> CResult<Tensor> {
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Tensor> {
     if let Some(bias) = bias {
         if is_cpu_f32(xs) {
-            return linear_fused(xs, weight, bias, Activation::Identity, None);
+            return linear_fused(xs, weight, bias, DenseActivation::Identity, None);
         }
     }
     linear_composed(xs, weight, bias)
@@ -459,7 +459,7 @@ pub fn dense(
     xs: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
-    activation: Activation,
+    activation: DenseActivation,
     dropout: Option<Vec<f32>>,
 ) -> CResult<Tensor> {
     if is_cpu_f32(xs) {
@@ -467,8 +467,8 @@ pub fn dense(
     }
     let zs = linear_composed(xs, weight, Some(bias))?;
     let ys = match activation {
-        Activation::Identity => zs,
-        Activation::GeluErf => zs.gelu_erf()?,
+        DenseActivation::Identity => zs,
+        DenseActivation::GeluErf => zs.gelu_erf()?,
     };
     apply_mask(&ys, dropout)
 }
@@ -814,12 +814,12 @@ mod tests {
         let weight = Tensor::from_vec(w_values.clone(), (out_dim, in_dim), &dev).unwrap();
         let bias = Tensor::from_vec(b_values.clone(), out_dim, &dev).unwrap();
         let mask = Dropout::new(1).mask(rows * out_dim, 0.3).unwrap();
-        for activation in [Activation::Identity, Activation::GeluErf] {
+        for activation in [DenseActivation::Identity, DenseActivation::GeluErf] {
             let fused = dense(&xs, &weight, &bias, activation, Some(mask.clone())).unwrap();
             let composed = linear_composed(&xs, &weight, Some(&bias)).unwrap();
             let composed = match activation {
-                Activation::Identity => composed,
-                Activation::GeluErf => composed.gelu_erf().unwrap(),
+                DenseActivation::Identity => composed,
+                DenseActivation::GeluErf => composed.gelu_erf().unwrap(),
             };
             let composed = apply_mask(&composed, Some(mask.clone())).unwrap();
             assert_eq!(fused.dims(), &[2, 3, out_dim]);
