@@ -1,7 +1,8 @@
 //! The model card (`README.md` of a trained student) and the training-metrics plot.
 //!
 //! [`render`] turns a [`CardInput`], plain data the trainer fills in, into a Hugging Face model
-//! card laid out like sentence-transformers' CrossEncoder card (spec §3.3): YAML front matter
+//! card laid out like sentence-transformers' CrossEncoder card (`cross_encoder/model_card.py`,
+//! `CrossEncoderModelCardData`, and `cross_encoder/model_card_template.md`): YAML front matter
 //! (`library_name: sentence-transformers`, `pipeline_tag`, tags, datasets, metrics and a
 //! `model-index` with the evaluation results), then the model details, usage with crossdistill
 //! and with `sentence_transformers.CrossEncoder`, the teachers and their fingerprints,

@@ -1,5 +1,5 @@
 //! ADRMSELoss: approximate-discounted-rank MSE, the Rank-DistiLLM listwise distillation loss
-//! (sentence-transformers `cross_encoder/losses/adr_mse.py`, v5.5+, spec §1.13).
+//! (sentence-transformers `cross_encoder/losses/adr_mse.py`, `ADRMSELoss.forward`, v5.5+).
 //!
 //! Per query, over its real documents (s = activated logits, y = labels):
 //!
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn golden_value() -> Result<()> {
-        // spec §1.15: ADRMSELoss alpha = 1: 0.539200
+        // `ADRMSELoss.forward` (cross_encoder/losses/adr_mse.py), alpha = 1: 0.539200
         let (logits, labels, mask) = golden_batch();
         let loss = adr_mse(&logits, &labels, &mask, &AdrMseConfig::default())?;
         assert_close(scalar(&loss), 0.539200, 5e-7);

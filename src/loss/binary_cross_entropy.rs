@@ -1,5 +1,5 @@
 //! BinaryCrossEntropyLoss: pointwise relevance classification (sentence-transformers
-//! `cross_encoder/losses/binary_cross_entropy.py`, spec §1.2).
+//! `cross_encoder/losses/binary_cross_entropy.py`, `BinaryCrossEntropyLoss.forward`).
 //!
 //! Inputs: (query, document) pairs, one student logit per pair. Labels: 1 for relevant, 0 for
 //! not, or soft labels in [0, 1] (e.g. STS scores / 5).

@@ -1,6 +1,6 @@
 //! CachedMultipleNegativesRankingLoss: MNRL with gradient caching over pairs (sentence-transformers
 //! `cross_encoder/losses/cached_multiple_negatives_ranking.py` + `base/losses/gradcache.py`,
-//! spec §1.6; GradCache, Gao et al., arXiv 2101.06983).
+//! `CachedMultipleNegativesRankingLoss.forward`; GradCache, Gao et al., arXiv 2101.06983).
 //!
 //! The loss value and the gradients are those of
 //! [`multiple_negatives_ranking()`], with the same in-batch sampling

@@ -1,5 +1,6 @@
 //! CrossEntropyLoss: multi-class pair classification (sentence-transformers
-//! `cross_encoder/losses/cross_entropy.py`, spec §1.1), e.g. NLI with `num_labels = 3`.
+//! `cross_encoder/losses/cross_entropy.py`, `CrossEntropyLoss.forward`), e.g. NLI with
+//! `num_labels = 3`.
 //!
 //! Inputs: (a, b) pairs, `C = num_labels` logits per pair. Labels: a class index per pair.
 //!
@@ -254,7 +255,8 @@ mod tests {
 
     #[test]
     fn plain_mean_of_negative_log_likelihoods() -> Result<()> {
-        // (1/B) Σ −log softmax(z_b)[y_b] (spec §1.1)
+        // (1/B) Σ −log softmax(z_b)[y_b] (`CrossEntropyLoss.forward`,
+        // cross_encoder/losses/cross_entropy.py)
         let expected = -(log_softmax(&LOGITS[0])[1] + log_softmax(&LOGITS[1])[2]) / 2.0;
         let loss = cross_entropy(
             &logits(),

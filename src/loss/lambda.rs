@@ -1,7 +1,7 @@
 //! LambdaLoss: pairwise logistic loss weighted by how much swapping a pair changes NDCG
-//! (sentence-transformers `cross_encoder/losses/lambda_loss.py` after allRank, spec §1.8, with
-//! the sentence-transformers 6.2 semantics: top-k keeps a pair when *either* position is in the
-//! top k, and a batch without a valid pair has loss 0).
+//! (sentence-transformers `cross_encoder/losses/lambda_loss.py`, `LambdaLoss.forward`, after
+//! allRank, with the sentence-transformers 6.2 semantics: top-k keeps a pair when *either*
+//! position is in the top k, and a batch without a valid pair has loss 0).
 //!
 //! Inputs: (query, \[documents\]) with graded labels (see [`crate::loss::listwise`]). Per query,
 //! with `s` the activated logits, π the predicted order (`s` descending), `t = y∘π` the labels
@@ -390,8 +390,10 @@ pub(crate) mod tests {
     use crate::loss::params::table;
     use crate::loss::testing::{assert_close, check_gradient, m64, scalar};
 
-    /// Spec §1.15 inputs: query 0 logits [0.2, 1.0, -0.5] labels [1, 0, 0]; query 1 logits
-    /// [2.0, 0.5] labels [0, 1], padded to M = 3.
+    /// The listwise golden batch (the `forward` of each loss in sentence-transformers
+    /// `cross_encoder/losses/`, ported to Python, gives the golden values): query 0 logits
+    /// [0.2, 1.0, -0.5] labels [1, 0, 0]; query 1 logits [2.0, 0.5] labels [0, 1], padded to
+    /// M = 3.
     pub(crate) fn golden_batch() -> (Tensor, Tensor, Tensor) {
         (
             m64(&[&[0.2, 1.0, -0.5], &[2.0, 0.5, 0.0]]),
@@ -418,7 +420,8 @@ pub(crate) mod tests {
 
     #[test]
     fn golden_values() -> Result<()> {
-        // spec §1.15; k = None, so the 6.2 top-k fix does not change them.
+        // `LambdaLoss.forward` (cross_encoder/losses/lambda_loss.py) with each scheme of that
+        // file; k = None, so the 6.2 top-k fix does not change them.
         let (logits, labels, mask) = golden_batch();
         for (scheme, expected) in [
             (WeightingScheme::default(), 6.349100),
@@ -434,7 +437,8 @@ pub(crate) mod tests {
 
     #[test]
     fn golden_decomposition_of_the_default() -> Result<()> {
-        // spec §1.15: 3 valid pairs, log2 terms −6.859, −2.223, −9.965 → mean 6.349
+        // `LambdaLoss.forward` (cross_encoder/losses/lambda_loss.py): 3 valid pairs, log2 terms
+        // −6.859, −2.223, −9.965 → mean 6.349
         let expected = (6.859 + 2.223 + 9.965) / 3.0;
         let (logits, labels, mask) = golden_batch();
         let loss = lambda_loss(&logits, &labels, &mask, &LambdaLossConfig::default())?;

@@ -1,5 +1,5 @@
 //! ListNetLoss: cross-entropy between the softmax of the labels and the softmax of the logits
-//! per query (sentence-transformers `cross_encoder/losses/list_net.py`, spec §1.10).
+//! per query (sentence-transformers `cross_encoder/losses/list_net.py`, `ListNetLoss.forward`).
 //!
 //! `L = (1/B) Σ_b [ − Σ_j softmax(y_b)_j · log_softmax(act(s_b))_j ]` over each query's real
 //! documents. There is no temperature: binary labels [1, 0, 0] give the target
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn golden_value() -> Result<()> {
-        // spec §1.15: ListNetLoss 1.295551
+        // `ListNetLoss.forward` (cross_encoder/losses/list_net.py): 1.295551
         let (logits, labels, mask) = golden_batch();
         let loss = list_net(&logits, &labels, &mask, &ListNetConfig::default())?;
         assert_close(scalar(&loss), 1.295551, 5e-7);

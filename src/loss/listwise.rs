@@ -1,6 +1,8 @@
 //! What the listwise losses (LambdaLoss, RankNet, ListNet, ListMLE, PListMLE, ADRMSE) share:
-//! padded `(B, M)` inputs with a mask, the `mini_batch_size` forward chunking (spec §1.7), and
-//! the adapter [`ListwiseLoss`] that does both for each of them.
+//! padded `(B, M)` inputs with a mask, the `mini_batch_size` forward chunking (the start of
+//! `forward` in sentence-transformers `cross_encoder/losses/lambda_loss.py`, `list_net.py`,
+//! `plist_mle.py` and `adr_mse.py`), and the adapter [`ListwiseLoss`] that does both for each
+//! of them.
 //!
 //! Data rows are (query, [doc_1..doc_n]) with one label per document; n may differ per query.
 //! The glue scores the pairs row-major (`(q_0, d_00), (q_0, d_01), …, (q_1, d_10), …`), forwards

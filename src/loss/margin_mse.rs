@@ -1,5 +1,5 @@
 //! MarginMSELoss: distil the teacher's score *margins* between a positive and N negatives
-//! (sentence-transformers `cross_encoder/losses/margin_mse.py`, spec §1.4).
+//! (sentence-transformers `cross_encoder/losses/margin_mse.py`, `MarginMSELoss.forward`).
 //!
 //! Inputs: rows (query, positive, negative_1..negative_N), N ≥ 1; the glue scores the N+1 pairs
 //! of each row. Labels, per row, one of:

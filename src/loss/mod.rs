@@ -18,10 +18,10 @@
 //! A loss of your own implements [`Loss`] and is registered by name with
 //! [`register_custom_loss`] (see `examples/custom_loss.rs`).
 //!
-//! The semantics are sentence-transformers 6.2's (spec `sentence-transformers-cross-encoder.md`
-//! §0–§1): MNRL samples like v5.3+, (P)ListMLE masks padding like v5.7+, LambdaLoss top-k keeps
-//! a pair when either position is in the top k and returns 0 without valid pairs, PListMLE
-//! weights are 1-based. Half-precision logits are computed in f32.
+//! The semantics are sentence-transformers 6.2's (`sentence_transformers/cross_encoder/losses/`,
+//! one file per loss): MNRL samples like v5.3+, (P)ListMLE masks padding like v5.7+, LambdaLoss
+//! top-k keeps a pair when either position is in the top k and returns 0 without valid pairs,
+//! PListMLE weights are 1-based. Half-precision logits are computed in f32.
 //!
 //! | kind | function | inputs |
 //! |---|---|---|
@@ -105,7 +105,8 @@ mod tests {
 
     type ListwiseLoss = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
 
-    /// Every listwise loss with default parameters and its spec §1.15 golden value.
+    /// Every listwise loss with default parameters and its golden value on the batch of
+    /// `lambda::tests::golden_batch` (a Python port of each loss's `forward`).
     fn listwise_losses() -> Vec<(&'static str, ListwiseLoss, f64)> {
         vec![
             (

@@ -1,5 +1,5 @@
 //! MSELoss: pointwise distillation of teacher scores (sentence-transformers
-//! `cross_encoder/losses/mse.py`, spec §1.3).
+//! `cross_encoder/losses/mse.py`, `MSELoss.forward`).
 //!
 //! Inputs: (query, document) pairs, one student logit per pair. Labels: one float per pair
 //! (teacher logits, or teacher sigmoid scores together with `activation_fn = "sigmoid"`).

@@ -1,6 +1,7 @@
 //! MultipleNegativesRankingLoss, CrossEncoder version: a softmax over one positive, in-batch
 //! negatives and hard negatives (sentence-transformers
-//! `cross_encoder/losses/multiple_negatives_ranking.py`, spec §1.5, with the v5.3 fixes).
+//! `cross_encoder/losses/multiple_negatives_ranking.py`, `MultipleNegativesRankingLoss.forward`
+//! and `get_in_batch_negatives`, with the v5.3 fixes).
 //!
 //! Inputs: rows (anchor, positive, hard_negative_1..hard_negative_H); labels are ignored. Call
 //! the B·C documents of a batch the *candidates*, `C = 1 + H` columns: column 0 holds the

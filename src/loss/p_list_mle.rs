@@ -1,6 +1,7 @@
 //! PListMLELoss: position-aware ListMLE, the Plackett-Luce likelihood of the target ranking with
-//! per-rank weights (sentence-transformers `cross_encoder/losses/plist_mle.py`, spec §1.11, with
-//! the v5.7 padding fix and the 6.2 1-based weights).
+//! per-rank weights (sentence-transformers `cross_encoder/losses/plist_mle.py`,
+//! `PListMLELoss.forward` and `PListMLELambdaWeight`, with the v5.7 padding fix and the 6.2
+//! 1-based weights).
 //!
 //! Per query with n real documents in target order `s'_1..s'_n` (activated logits; the target
 //! order is the input order when `respect_input_order`, else labels descending):
@@ -238,7 +239,8 @@ mod tests {
 
     #[test]
     fn golden_value_with_1_based_weights() -> Result<()> {
-        // spec §1.15 (sentence-transformers 6.2: weights (3,1,0)/4 and (1,0)/1, masked): 0.618744
+        // `PListMLELoss.forward` (cross_encoder/losses/plist_mle.py, sentence-transformers 6.2:
+        // weights (3,1,0)/4 and (1,0)/1, masked): 0.618744
         let (logits, labels, mask) = golden_batch();
         let loss = p_list_mle(&logits, &labels, &mask, &PListMleConfig::default())?;
         assert_close(scalar(&loss), 0.618744, 5e-7);

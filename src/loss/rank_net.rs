@@ -1,5 +1,5 @@
 //! RankNetLoss: the pairwise logistic loss over correctly-ordered pairs (sentence-transformers
-//! `cross_encoder/losses/rank_net.py`, spec §1.9). It is exactly
+//! `cross_encoder/losses/rank_net.py`, `RankNetLoss`, a `LambdaLoss` subclass). It is exactly
 //! [`lambda_loss`](crate::loss::lambda::lambda_loss) with `WeightingScheme::None`:
 //!
 //! `L = − mean_{(b,i,j): t_i > t_j, i ≤ k or j ≤ k} log2(max(σ(sigma·(ŝ_i − ŝ_j)), eps))`
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn golden_value() -> Result<()> {
-        // spec §1.15: RankNetLoss 1.575279
+        // `RankNetLoss.forward` (cross_encoder/losses/rank_net.py via lambda_loss.py): 1.575279
         let (logits, labels, mask) = golden_batch();
         let loss = rank_net(&logits, &labels, &mask, &RankNetConfig::default())?;
         assert_close(scalar(&loss), 1.575279, 5e-7);

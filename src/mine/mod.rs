@@ -1,5 +1,5 @@
 //! Hard-negative mining and dataset format conversion (sentence-transformers'
-//! `mine_hard_negatives`, spec §2).
+//! `mine_hard_negatives` in `util/hard_negatives.py`).
 //!
 //! ```text
 //! (anchor, positive) pairs ──► BiEncoder embeddings (cached) ──► exact top-k in query chunks
