@@ -99,20 +99,7 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let registry = LossRegistry::default();
     println!("| loss | batch | forward + backward (ms, median of 5) |\n| --- | --- | --- |");
-    for kind in [
-        "mse",
-        "binary_cross_entropy",
-        "cross_entropy",
-        "margin_mse",
-        "multiple_negatives_ranking",
-        "cached_multiple_negatives_ranking",
-        "lambda",
-        "rank_net",
-        "list_net",
-        "list_mle",
-        "p_list_mle",
-        "adr_mse",
-    ] {
+    for kind in crossdistill::loss::kinds().iter().copied() {
         let num_labels = if kind == "cross_entropy" { 2 } else { 1 };
         let options = LoadOptions {
             max_length: Some(64),

@@ -5,7 +5,9 @@
 //! `PairwiseHinge` pushes the student's score of (query, positive) above (query, negative) by a
 //! margin: `mean(max(0, margin − (s_pos − s_neg)))`. It is built with the model's `num_labels`
 //! first (the factory), gets the batch's text columns and optional labels in `compute`, returns
-//! one scalar on the autograd graph, and reports its config and citation for the model card.
+//! one scalar on the autograd graph, and reports its config and citation for the model card. Its
+//! title on the card is `Loss::class_name`, by default the kind in CamelCase + `Loss`
+//! (`PairwiseHingeLoss`); override it to name the loss otherwise.
 
 use crossdistill::error::{Error, Result};
 use crossdistill::loss::{

@@ -4,8 +4,9 @@
 //! recipe.toml ──► Plan ──► producer thread (teacher scores) ──► bounded channel ──► trainer (student)
 //! ```
 //!
-//! Modules in dependency order (each imports only those above it): [`error`], [`fsutil`],
-//! [`hub`], [`tokenize`], [`model`], [`teacher`], [`eval`], [`recipe`], [`train`], [`cli`].
+//! Modules in dependency order, as declared below (each imports only those above it):
+//! [`error`], [`fsutil`], [`hub`]; [`data`], [`tokenize`]; [`model`], [`teacher`]; [`cache`],
+//! [`mine`]; [`loss`]; [`eval`]; [`card`], [`recipe`]; [`pipeline`], [`train`]; [`cli`].
 //!
 //! ```no_run
 //! use crossdistill::model::{CrossEncoder, LoadOptions, ScoreActivation};
@@ -17,19 +18,36 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod cache;
-pub mod card;
-pub mod cli;
-pub mod data;
+// Foundations: the error type, file-system helpers, the Hugging Face hub.
 pub mod error;
-pub mod eval;
 pub mod fsutil;
 pub mod hub;
-pub mod loss;
-pub mod mine;
-pub mod model;
-pub mod pipeline;
-pub mod recipe;
-pub mod teacher;
+
+// Inputs: rows of text from JSONL/CSV/Parquet, and their tokens.
+pub mod data;
 pub mod tokenize;
+
+// Models: the trainable student, and the teachers that score for it.
+pub mod model;
+pub mod teacher;
+
+// Prepared ahead of training: the teacher-score cache, mined hard negatives.
+pub mod cache;
+pub mod mine;
+
+// What the student learns from.
+pub mod loss;
+
+// How the student is measured.
+pub mod eval;
+
+// The model card; the recipe, read and checked.
+pub mod card;
+pub mod recipe;
+
+// Running: the producer pipeline and the trainer.
+pub mod pipeline;
 pub mod train;
+
+// The command line.
+pub mod cli;

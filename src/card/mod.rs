@@ -1,7 +1,8 @@
 //! The model card (`README.md` of a trained student) and the training-metrics plot.
 //!
 //! [`render`] turns a [`CardInput`], plain data the trainer fills in, into a Hugging Face model
-//! card laid out like sentence-transformers' CrossEncoder card (spec §3.3): YAML front matter
+//! card laid out like sentence-transformers' CrossEncoder card (`cross_encoder/model_card.py`,
+//! `CrossEncoderModelCardData`, and `cross_encoder/model_card_template.md`): YAML front matter
 //! (`library_name: sentence-transformers`, `pipeline_tag`, tags, datasets, metrics and a
 //! `model-index` with the evaluation results), then the model details, usage with crossdistill
 //! and with `sentence_transformers.CrossEncoder`, the teachers and their fingerprints,
@@ -31,7 +32,7 @@ use std::collections::BTreeMap;
 
 pub use names::dataset_reference;
 pub use plot::plot_metrics;
-pub use render::{loss_class_name, render, CANDLE_VERSION, TOKENIZERS_VERSION};
+pub use render::{render, CANDLE_VERSION, TOKENIZERS_VERSION};
 
 /// Everything the model card shows. Empty fields leave their part of the card out (or show a
 /// placeholder where sentence-transformers does).
@@ -135,8 +136,12 @@ pub struct DatasetInfo {
 /// One loss of the training objective.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LossInfo {
-    /// The recipe `kind` (`margin_mse`, ...); shown as the sentence-transformers class name.
+    /// The recipe `kind` (`margin_mse`, ...).
     pub kind: String,
+    /// The class name the loss reports ([`Loss::class_name`](crate::loss::Loss::class_name):
+    /// `MarginMSELoss`, ...), the loss's title; a built-in one links to the
+    /// sentence-transformers documentation.
+    pub class_name: String,
     /// Its weight in the summed loss.
     pub weight: f64,
     /// Its parameters (sentence-transformers' `get_config_dict`), shown as JSON.

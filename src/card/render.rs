@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::{CardInput, DatasetInfo, DatasetRole, EvalResult, LossInfo};
+use crate::loss::BUILTIN_LOSSES;
 use crate::model::looks_like_hub_id;
 
 /// The candle version crossdistill is built with (the `candle-core` entry of Cargo.lock; a test
@@ -26,33 +27,6 @@ const SENTENCE_TRANSFORMERS_CITATION: &str = r#"@inproceedings{reimers-2019-sent
 }"#;
 
 const CROSS_ENCODER_DOCS: &str = "https://www.sbert.net/docs/cross_encoder/usage/usage.html";
-
-/// The sentence-transformers class name of a recipe loss `kind`: `margin_mse` →
-/// `MarginMSELoss`, `p_list_mle` → `PListMLELoss`; an unknown kind is CamelCased + `Loss`.
-pub fn loss_class_name(kind: &str) -> String {
-    let known = match kind {
-        "mse" => Some("MSELoss"),
-        "margin_mse" => Some("MarginMSELoss"),
-        "adr_mse" => Some("ADRMSELoss"),
-        "list_mle" => Some("ListMLELoss"),
-        "p_list_mle" => Some("PListMLELoss"),
-        _ => None,
-    };
-    if let Some(name) = known {
-        return name.to_string();
-    }
-    let mut name: String = kind
-        .split('_')
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or(String::new(), |first| {
-                first.to_uppercase().chain(chars).collect()
-            })
-        })
-        .collect();
-    name.push_str("Loss");
-    name
-}
 
 /// The sentence-transformers evaluator class behind an evaluator description, for links.
 fn st_evaluator_class(description: &str) -> Option<&'static str> {
@@ -262,7 +236,7 @@ fn front_matter(out: &mut String, input: &CardInput) {
         tags.push(format!("dataset_size:{training_rows}"));
     }
     for loss in &input.losses {
-        let tag = format!("loss:{}", loss_class_name(&loss.kind));
+        let tag = format!("loss:{}", loss.class_name);
         if !tags.contains(&tag) {
             tags.push(tag);
         }
@@ -602,17 +576,26 @@ fn evaluation(out: &mut String, input: &CardInput) {
 }
 
 fn loss_section(out: &mut String, loss: &LossInfo) {
-    let class = loss_class_name(&loss.kind);
+    let class = &loss.class_name;
     let _ = writeln!(out, "\n#### {class}\n");
     let _ = writeln!(
         out,
         "* Recipe kind: `{}`, weight {}",
         loss.kind, loss.weight
     );
+    // Only sentence-transformers' own classes have a page to link to.
+    let sentence_transformers_class = BUILTIN_LOSSES.iter().any(|row| row.class_name == class);
+    let title = if sentence_transformers_class {
+        format!(
+            "[<code>{class}</code>](https://sbert.net/docs/package_reference/cross_encoder/losses.html#{})",
+            class.to_lowercase()
+        )
+    } else {
+        format!("<code>{class}</code>")
+    };
     let _ = writeln!(
         out,
-        "* Loss: [<code>{class}</code>](https://sbert.net/docs/package_reference/cross_encoder/losses.html#{}) with these parameters:\n{}",
-        class.to_lowercase(),
+        "* Loss: {title} with these parameters:\n{}",
         indented_json(&loss.params)
     );
 }
@@ -781,7 +764,7 @@ fn citations(out: &mut String, input: &CardInput) {
         let Some(citation) = &loss.citation else {
             continue;
         };
-        let name = loss_class_name(&loss.kind);
+        let name = loss.class_name.clone();
         let citation = citation.trim().to_string();
         match groups.iter_mut().find(|(text, _)| *text == citation) {
             Some((_, names)) => {
@@ -806,36 +789,6 @@ fn citations(out: &mut String, input: &CardInput) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loss_names_are_sentence_transformers_classes() {
-        // The class names of sentence_transformers/cross_encoder/losses/ (spec §1).
-        let expected = [
-            ("cross_entropy", "CrossEntropyLoss"),
-            ("binary_cross_entropy", "BinaryCrossEntropyLoss"),
-            ("mse", "MSELoss"),
-            ("margin_mse", "MarginMSELoss"),
-            ("multiple_negatives_ranking", "MultipleNegativesRankingLoss"),
-            (
-                "cached_multiple_negatives_ranking",
-                "CachedMultipleNegativesRankingLoss",
-            ),
-            ("lambda", "LambdaLoss"),
-            ("rank_net", "RankNetLoss"),
-            ("list_net", "ListNetLoss"),
-            ("list_mle", "ListMLELoss"),
-            ("p_list_mle", "PListMLELoss"),
-            ("adr_mse", "ADRMSELoss"),
-        ];
-        for (kind, class) in expected {
-            assert_eq!(loss_class_name(kind), class);
-        }
-        assert_eq!(
-            expected.map(|(kind, _)| kind).to_vec(),
-            crate::recipe::LOSS_KINDS.to_vec(),
-            "every recipe loss kind has its class name here"
-        );
-    }
 
     #[test]
     fn python_title_matches_str_title() {
@@ -871,6 +824,34 @@ mod tests {
         let names = ["a", "b", "c"].map(String::from);
         assert_eq!(english_list(&names), "a, b, and c");
         assert_eq!(english_list(&names[..2]), "a and b");
+    }
+
+    #[test]
+    fn a_loss_is_titled_by_its_class_name_and_only_built_in_ones_link_to_sbert() {
+        let section = |kind: &str, class_name: &str| {
+            let mut out = String::new();
+            loss_section(
+                &mut out,
+                &LossInfo {
+                    kind: kind.into(),
+                    class_name: class_name.into(),
+                    weight: 1.0,
+                    params: serde_json::json!({}),
+                    citation: None,
+                },
+            );
+            out
+        };
+        let built_in = section("margin_mse", "MarginMSELoss");
+        assert!(built_in.contains("#### MarginMSELoss"), "{built_in}");
+        assert!(built_in.contains("losses.html#marginmseloss"), "{built_in}");
+        let custom = section("pairwise_hinge", "PairwiseHingeLoss");
+        assert!(custom.contains("#### PairwiseHingeLoss"), "{custom}");
+        assert!(
+            custom.contains("* Loss: <code>PairwiseHingeLoss</code> with"),
+            "{custom}"
+        );
+        assert!(!custom.contains("sbert.net"), "{custom}");
     }
 
     #[test]

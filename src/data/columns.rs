@@ -4,7 +4,8 @@ use super::row::Problem;
 use super::source::LABEL_COLUMN_CANDIDATES;
 
 /// sentence-transformers removes this column from the inputs and uses it to pick a loss
-/// (spec §0); it is never an input by default.
+/// (`CrossEncoderDataCollator.__call__`, `cross_encoder/data_collator.py`); it is never an input
+/// by default.
 const DATASET_NAME_COLUMN: &str = "dataset_name";
 
 /// The columns a reader hands out, as names and as indices into the file's columns.
@@ -125,8 +126,9 @@ mod tests {
 
     #[test]
     fn label_is_the_first_of_label_labels_score_scores() {
-        // Search order from spec §0: ["label", "labels", "score", "scores"], first found wins,
-        // whatever the file order.
+        // Search order of sentence-transformers' `CrossEncoderDataCollator.__call__`
+        // (cross_encoder/data_collator.py): ["label", "labels", "score", "scores"], first found
+        // wins, whatever the file order.
         let cases: [(&[&str], Option<&str>); 6] = [
             (&["q", "d", "scores", "score"], Some("score")),
             (&["scores", "q", "labels"], Some("labels")),

@@ -1,6 +1,7 @@
 //! Training and evaluation rows, streamed from JSONL, CSV/TSV and Parquet files.
 //!
-//! Rows follow sentence-transformers' column conventions (spec §0 "Loss interface"): the inputs
+//! Rows follow sentence-transformers' column conventions (`CrossEncoderDataCollator.__call__`
+//! in `cross_encoder/data_collator.py`): the inputs
 //! are the file's columns in order with the label column removed, column 0 is the query/anchor,
 //! and the label column is the first found among `label`, `labels`, `score`, `scores` (or the one
 //! a recipe names). A column whose cells are lists of strings holds the documents of a

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::hub::{self, RepoKind};
 
 /// The label column is the first of these present in the file, searched in this order, as in
-/// sentence-transformers (spec §0 "Loss interface").
+/// sentence-transformers (`DEFAULT_LABEL_COLUMNS` of `base/data_collator.py`, searched by
+/// `CrossEncoderDataCollator.__call__` in `cross_encoder/data_collator.py`).
 pub const LABEL_COLUMN_CANDIDATES: [&str; 4] = ["label", "labels", "score", "scores"];
 
 /// A data file's format.

@@ -1,4 +1,5 @@
-//! Classification metrics of `CrossEncoderClassificationEvaluator` (spec §5.3).
+//! Classification metrics of `CrossEncoderClassificationEvaluator` (sentence-transformers
+//! `cross_encoder/evaluation/classification.py`, `__call__`).
 //!
 //! * One logit per pair ([`BinaryClassificationMetrics`]): accuracy and F1 with the best
 //!   threshold found by ST's sweeps ([`find_best_acc_and_threshold`],

@@ -1,5 +1,6 @@
-//! `CrossEncoderClassificationEvaluator` (spec §5.3): binary metrics with threshold search for
-//! one-logit models, F1 averages for several logits.
+//! `CrossEncoderClassificationEvaluator` (sentence-transformers
+//! `cross_encoder/evaluation/classification.py`, `__call__`): binary metrics with threshold
+//! search for one-logit models, F1 averages for several logits.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! Pearson and Spearman correlation, as `CrossEncoderCorrelationEvaluator` computes them with
-//! `scipy.stats.pearsonr` and `scipy.stats.spearmanr` (spec §5.4).
+//! `scipy.stats.pearsonr` and `scipy.stats.spearmanr` (sentence-transformers
+//! `cross_encoder/evaluation/correlation.py`, `__call__`).
 //!
 //! Spearman is Pearson over the ranks, with tied values sharing their average rank. When one
 //! side is constant the coefficient is undefined: scipy returns NaN (with a warning) and so do

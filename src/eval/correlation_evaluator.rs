@@ -1,5 +1,6 @@
-//! `CrossEncoderCorrelationEvaluator` (spec §5.4): Pearson and Spearman correlation between the
-//! model's scores and gold similarity labels.
+//! `CrossEncoderCorrelationEvaluator` (sentence-transformers
+//! `cross_encoder/evaluation/correlation.py`, `__call__`): Pearson and Spearman correlation
+//! between the model's scores and gold similarity labels.
 
 use std::collections::BTreeMap;
 use std::path::Path;

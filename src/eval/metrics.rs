@@ -1,4 +1,5 @@
-//! Ranking metrics of sentence-transformers' `CrossEncoderRerankingEvaluator` (spec §5.1).
+//! Ranking metrics of sentence-transformers' `CrossEncoderRerankingEvaluator`
+//! (`cross_encoder/evaluation/reranking.py`, `compute_metrics`).
 //!
 //! Per query, over a candidate list with binary relevance and one score per candidate:
 //!

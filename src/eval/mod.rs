@@ -1,7 +1,8 @@
 //! Evaluation: the model-independent half of sentence-transformers' CrossEncoder evaluators.
 //!
 //! Everything here is a pure function over scores, labels and documents, with
-//! sentence-transformers' definitions and metric names (spec §5); the evaluators that run a model
+//! sentence-transformers' definitions and metric names (`cross_encoder/evaluation/`); the
+//! evaluators that run a model
 //! build on it:
 //!
 //! * [`metrics`]: reranking (`CrossEncoderRerankingEvaluator`): MRR@k, NDCG@k (sklearn's

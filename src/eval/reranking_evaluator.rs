@@ -1,4 +1,5 @@
-//! `CrossEncoderRerankingEvaluator` (spec §5.1): rerank each query's candidates with the model
+//! `CrossEncoderRerankingEvaluator` (sentence-transformers `cross_encoder/evaluation/reranking.py`,
+//! `__call__` and `compute_metrics`): rerank each query's candidates with the model
 //! and report MAP, MRR@k and NDCG@k (plus the first stage's `base_*` in documents mode); and the
 //! same evaluator over a BEIR folder, with BM25 or a TREC run as the first stage.
 

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 /// An element-wise activation applied to logits inside a loss.
 ///
 /// Every loss default is [`ActivationFn::Identity`] except (Cached)MultipleNegativesRankingLoss,
-/// whose default is [`ActivationFn::Sigmoid`] (spec §0).
+/// whose default is [`ActivationFn::Sigmoid`] (the `activation_fn` default of each `__init__` in
+/// sentence-transformers `cross_encoder/losses/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ActivationFn {
     /// `torch.nn.Identity`: the logits unchanged.

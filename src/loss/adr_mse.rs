@@ -1,5 +1,5 @@
 //! ADRMSELoss: approximate-discounted-rank MSE, the Rank-DistiLLM listwise distillation loss
-//! (sentence-transformers `cross_encoder/losses/adr_mse.py`, v5.5+, spec §1.13).
+//! (sentence-transformers `cross_encoder/losses/adr_mse.py`, `ADRMSELoss.forward`, v5.5+).
 //!
 //! Per query, over its real documents (s = activated logits, y = labels):
 //!
@@ -18,7 +18,9 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::ListBatch;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{matrix_like, zero_loss};
 
@@ -133,6 +135,24 @@ pub fn adr_mse(
     Ok(errors.sum_all()?.affine(1.0 / num_valid as f64, 0.0)?)
 }
 
+/// Build `adr_mse` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`adr_mse()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: AdrMseConfig::from_params(params)?,
+        math: adr_mse,
+        mini_batch_size: |config: &AdrMseConfig| config.mini_batch_size,
+        config_dict: AdrMseConfig::config_dict,
+        citation: CITATION,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,7 +162,7 @@ mod tests {
 
     #[test]
     fn golden_value() -> Result<()> {
-        // spec §1.15: ADRMSELoss alpha = 1: 0.539200
+        // `ADRMSELoss.forward` (cross_encoder/losses/adr_mse.py), alpha = 1: 0.539200
         let (logits, labels, mask) = golden_batch();
         let loss = adr_mse(&logits, &labels, &mask, &AdrMseConfig::default())?;
         assert_close(scalar(&loss), 0.539200, 5e-7);

@@ -1,5 +1,5 @@
 //! BinaryCrossEntropyLoss: pointwise relevance classification (sentence-transformers
-//! `cross_encoder/losses/binary_cross_entropy.py`, spec §1.2).
+//! `cross_encoder/losses/binary_cross_entropy.py`, `BinaryCrossEntropyLoss.forward`).
 //!
 //! Inputs: (query, document) pairs, one student logit per pair. Labels: 1 for relevant, 0 for
 //! not, or soft labels in [0, 1] (e.g. STS scores / 5).
@@ -14,9 +14,13 @@
 use candle_core::Tensor;
 use serde_json::json;
 
-use crate::error::Result;
+use crate::data::Row;
+use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::require_one_label;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
+use crate::loss::pointwise::PointwiseLoss;
 use crate::loss::tensor_ops::{one_label_per_pair, one_logit_per_pair, upcast};
 
 /// sentence-transformers' BinaryCrossEntropyLoss has no `citation` property.
@@ -85,6 +89,40 @@ pub fn binary_cross_entropy(
     let log_weight = labels.affine(pos_weight - 1.0, 1.0)?;
     let positive_term = log_weight.mul(&softplus(&xs.neg()?)?)?;
     Ok(negative_term.add(&positive_term)?.mean_all()?)
+}
+
+/// Build `binary_cross_entropy` from its recipe parameters (`num_labels` must be 1): the pointwise adapter over
+/// [`binary_cross_entropy()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(PointwiseLoss {
+        row,
+        config: BinaryCrossEntropyConfig::from_params(params)?,
+        math: binary_cross_entropy,
+        config_dict: BinaryCrossEntropyConfig::config_dict,
+        citation: CITATION,
+        integer_labels: false,
+        check_labels: Some(check_probability_labels),
+    }))
+}
+
+/// Labels of a binary loss must be in [0, 1] (1 relevant, 0 not, or a soft label), as
+/// sentence-transformers documents; anything else trains towards a meaningless target.
+fn check_probability_labels(loss: &str, examples: &[Row], labels: &[Vec<f32>]) -> Result<()> {
+    for (example, label) in examples.iter().zip(labels) {
+        if let Some(value) = label.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::invalid(format!(
+                "{loss}: the label of the row at line {} is {value}; expected a value in [0, 1] (1 relevant, 0 not, or a soft label)",
+                example.line
+            ))
+            .with_hint("rescale the labels to [0, 1] (e.g. STS scores / 5), use mse for unbounded scores, or give the teacher activation = \"sigmoid\""));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

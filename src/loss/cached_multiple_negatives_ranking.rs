@@ -1,6 +1,6 @@
 //! CachedMultipleNegativesRankingLoss: MNRL with gradient caching over pairs (sentence-transformers
 //! `cross_encoder/losses/cached_multiple_negatives_ranking.py` + `base/losses/gradcache.py`,
-//! spec §1.6; GradCache, Gao et al., arXiv 2101.06983).
+//! `CachedMultipleNegativesRankingLoss.forward`; GradCache, Gao et al., arXiv 2101.06983).
 //!
 //! The loss value and the gradients are those of
 //! [`multiple_negatives_ranking()`], with the same in-batch sampling
@@ -19,15 +19,20 @@
 
 use std::ops::Range;
 
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::{require_one_label, student_logits};
 use crate::loss::multiple_negatives_ranking::{
-    multiple_negatives_ranking, MnrlPairs, MultipleNegativesRankingConfig, NumNegatives,
+    multiple_negatives_ranking, sampled_pairs, MnrlPairs, MultipleNegativesRankingConfig,
+    NumNegatives,
 };
+use crate::loss::objective::{BuiltinLoss, Loss, LossInput, LossValue};
 use crate::loss::params::Params;
+use crate::model::{CrossEncoder, Dropout};
 
 /// sentence-transformers' CachedMultipleNegativesRankingLoss (CrossEncoder) has no `citation`
 /// property.
@@ -145,6 +150,102 @@ pub fn chunk_surrogate(chunk_logits: &Tensor, chunk_gradients: &Tensor) -> Resul
     }
     let gradients = gradients.to_dtype(logits.dtype())?;
     Ok(logits.mul(&gradients)?.sum_all()?)
+}
+
+/// CachedMultipleNegativesRankingLoss (GradCache): the same loss and gradients as
+/// [`MultipleNegativesRankingLoss`](crate::loss::MultipleNegativesRankingLoss), computed in chunks of `mini_batch_size` pairs so memory
+/// stays bounded: a pass without the graph, the loss gradient w.r.t. the logits, then a
+/// re-forward per chunk (with the same dropout masks) that backpropagates the cached gradient.
+pub struct CachedMultipleNegativesRankingLoss {
+    row: &'static BuiltinLoss,
+    config: CachedMultipleNegativesRankingConfig,
+}
+
+/// Build `cached_multiple_negatives_ranking` from its recipe parameters (`num_labels` must be 1).
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(CachedMultipleNegativesRankingLoss {
+        row,
+        config: CachedMultipleNegativesRankingConfig::from_params(params)?,
+    }))
+}
+
+fn chunk_seed(seed: u64, chunk: usize) -> u64 {
+    seed.rotate_left(17) ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Loss for CachedMultipleNegativesRankingLoss {
+    fn kind(&self) -> &str {
+        self.row.kind
+    }
+
+    fn class_name(&self) -> String {
+        self.row.class_name.to_string()
+    }
+
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        _dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        let (pairs, texts) = sampled_pairs(input, self.kind(), self.config.num_negatives)?;
+        let chunks = chunk_ranges(texts.len(), self.config.mini_batch_size);
+        // Pass 1: logits of every chunk, detached.
+        let mut detached = Vec::with_capacity(chunks.len());
+        for (index, range) in chunks.iter().enumerate() {
+            let mut stream = Dropout::new(chunk_seed(input.seed, index));
+            detached.push(
+                student_logits(student, &texts[range.clone()], Some(&mut stream))?
+                    .narrow(1, 0, 1)?
+                    .detach(),
+            );
+        }
+        let all = Tensor::cat(&detached, 0)?;
+        let (loss, logit_grads) = loss_and_logit_gradients(&all, &pairs, &self.config)?;
+        // Pass 2: re-forward each chunk with the same masks and push the cached gradient through.
+        let mut total: Option<GradStore> = None;
+        for (index, range) in chunks.iter().enumerate() {
+            let mut stream = Dropout::new(chunk_seed(input.seed, index));
+            let logits = student_logits(student, &texts[range.clone()], Some(&mut stream))?
+                .narrow(1, 0, 1)?;
+            let chunk_grads = logit_grads.narrow(0, range.start, range.len())?;
+            let store = chunk_surrogate(&logits, &chunk_grads)?.backward()?;
+            match total.as_mut() {
+                None => total = Some(store),
+                Some(total) => {
+                    for var in student.vars() {
+                        if let Some(grad) = store.get(var.as_tensor()) {
+                            let sum = match total.remove(var.as_tensor()) {
+                                Some(previous) => (previous + grad)?,
+                                None => grad.clone(),
+                            };
+                            total.insert(var.as_tensor(), sum);
+                        }
+                    }
+                }
+            }
+        }
+        let grads = total.ok_or_else(|| {
+            Error::invalid("cached_multiple_negatives_ranking: the batch has no pairs")
+        })?;
+        Ok(LossValue::Backpropagated {
+            value: loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?,
+            grads,
+        })
+    }
+
+    fn config_dict(&self) -> serde_json::Value {
+        self.config.config_dict()
+    }
+
+    fn citation(&self) -> Option<&'static str> {
+        CITATION
+    }
 }
 
 #[cfg(test)]

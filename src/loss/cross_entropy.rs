@@ -1,5 +1,6 @@
 //! CrossEntropyLoss: multi-class pair classification (sentence-transformers
-//! `cross_encoder/losses/cross_entropy.py`, spec §1.1), e.g. NLI with `num_labels = 3`.
+//! `cross_encoder/losses/cross_entropy.py`, `CrossEntropyLoss.forward`), e.g. NLI with
+//! `num_labels = 3`.
 //!
 //! Inputs: (a, b) pairs, `C = num_labels` logits per pair. Labels: a class index per pair.
 //!
@@ -13,7 +14,9 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::Params;
+use crate::loss::pointwise::PointwiseLoss;
 use crate::loss::tensor_ops::{host_vector, log_softmax_last_dim, upcast, vector_like, zero_loss};
 
 /// sentence-transformers' CrossEntropyLoss has no `citation` property.
@@ -215,6 +218,24 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, cfg: &CrossEntropyConfig)
         .add(&smooth.affine(eps / num_classes as f64, 0.0)?)?)
 }
 
+/// Build `cross_entropy` from its recipe parameters (any `num_labels`: one logit per class): the pointwise adapter over
+/// [`cross_entropy()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    _num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    Ok(Box::new(PointwiseLoss {
+        row,
+        config: CrossEntropyConfig::from_params(params)?,
+        math: cross_entropy,
+        config_dict: CrossEntropyConfig::config_dict,
+        citation: CITATION,
+        integer_labels: true,
+        check_labels: None,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +255,8 @@ mod tests {
 
     #[test]
     fn plain_mean_of_negative_log_likelihoods() -> Result<()> {
-        // (1/B) Σ −log softmax(z_b)[y_b] (spec §1.1)
+        // (1/B) Σ −log softmax(z_b)[y_b] (`CrossEntropyLoss.forward`,
+        // cross_encoder/losses/cross_entropy.py)
         let expected = -(log_softmax(&LOGITS[0])[1] + log_softmax(&LOGITS[1])[2]) / 2.0;
         let loss = cross_entropy(
             &logits(),

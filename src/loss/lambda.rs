@@ -1,7 +1,7 @@
 //! LambdaLoss: pairwise logistic loss weighted by how much swapping a pair changes NDCG
-//! (sentence-transformers `cross_encoder/losses/lambda_loss.py` after allRank, spec §1.8, with
-//! the sentence-transformers 6.2 semantics: top-k keeps a pair when *either* position is in the
-//! top k, and a batch without a valid pair has loss 0).
+//! (sentence-transformers `cross_encoder/losses/lambda_loss.py`, `LambdaLoss.forward`, after
+//! allRank, with the sentence-transformers 6.2 semantics: top-k keeps a pair when *either*
+//! position is in the top k, and a batch without a valid pair has loss 0).
 //!
 //! Inputs: (query, \[documents\]) with graded labels (see [`crate::loss::listwise`]). Per query,
 //! with `s` the activated logits, π the predicted order (`s` descending), `t = y∘π` the labels
@@ -25,7 +25,9 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::ListBatch;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{host_matrix, vector_like, zero_loss};
 
@@ -364,14 +366,34 @@ pub(crate) fn lambda_loss_named(
     Ok(probs.log()?.mean_all()?.affine(-log_scale, 0.0)?)
 }
 
+/// Build `lambda` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`lambda_loss()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: LambdaLossConfig::from_params(params)?,
+        math: lambda_loss,
+        mini_batch_size: |config: &LambdaLossConfig| config.mini_batch_size,
+        config_dict: LambdaLossConfig::config_dict,
+        citation: CITATION,
+    }))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::loss::params::table;
     use crate::loss::testing::{assert_close, check_gradient, m64, scalar};
 
-    /// Spec §1.15 inputs: query 0 logits [0.2, 1.0, -0.5] labels [1, 0, 0]; query 1 logits
-    /// [2.0, 0.5] labels [0, 1], padded to M = 3.
+    /// The listwise golden batch (the `forward` of each loss in sentence-transformers
+    /// `cross_encoder/losses/`, ported to Python, gives the golden values): query 0 logits
+    /// [0.2, 1.0, -0.5] labels [1, 0, 0]; query 1 logits [2.0, 0.5] labels [0, 1], padded to
+    /// M = 3.
     pub(crate) fn golden_batch() -> (Tensor, Tensor, Tensor) {
         (
             m64(&[&[0.2, 1.0, -0.5], &[2.0, 0.5, 0.0]]),
@@ -398,7 +420,8 @@ pub(crate) mod tests {
 
     #[test]
     fn golden_values() -> Result<()> {
-        // spec §1.15; k = None, so the 6.2 top-k fix does not change them.
+        // `LambdaLoss.forward` (cross_encoder/losses/lambda_loss.py) with each scheme of that
+        // file; k = None, so the 6.2 top-k fix does not change them.
         let (logits, labels, mask) = golden_batch();
         for (scheme, expected) in [
             (WeightingScheme::default(), 6.349100),
@@ -414,7 +437,8 @@ pub(crate) mod tests {
 
     #[test]
     fn golden_decomposition_of_the_default() -> Result<()> {
-        // spec §1.15: 3 valid pairs, log2 terms −6.859, −2.223, −9.965 → mean 6.349
+        // `LambdaLoss.forward` (cross_encoder/losses/lambda_loss.py): 3 valid pairs, log2 terms
+        // −6.859, −2.223, −9.965 → mean 6.349
         let expected = (6.859 + 2.223 + 9.965) / 3.0;
         let (logits, labels, mask) = golden_batch();
         let loss = lambda_loss(&logits, &labels, &mask, &LambdaLossConfig::default())?;

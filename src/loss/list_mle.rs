@@ -1,6 +1,6 @@
 //! ListMLELoss: the Plackett-Luce likelihood of the target ranking (sentence-transformers
-//! `cross_encoder/losses/list_mle.py`, spec §1.12, with the v5.7 padding fix). It is
-//! [`p_list_mle`](crate::loss::p_list_mle::p_list_mle) without rank weights:
+//! `cross_encoder/losses/list_mle.py`, `ListMLELoss`, a `PListMLELoss` subclass, with the v5.7
+//! padding fix). It is [`p_list_mle`](crate::loss::p_list_mle::p_list_mle) without rank weights:
 //!
 //! `per_query = − Σ_{i ≤ n} [ s'_i − log(Σ_{i ≤ j ≤ n} exp(s'_j) + 1e-10) ]`, mean over queries,
 //! with `s'` the activated logits in target order (input order by default, or labels
@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::ListwiseLoss;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::p_list_mle::{plackett_luce, PListMleConfig};
 use crate::loss::params::Params;
 
@@ -93,6 +96,24 @@ pub fn list_mle(
     plackett_luce("list_mle", logits, labels, mask, &cfg.p_list_mle())
 }
 
+/// Build `list_mle` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`list_mle()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: ListMleConfig::from_params(params)?,
+        math: list_mle,
+        mini_batch_size: |config: &ListMleConfig| config.mini_batch_size,
+        config_dict: ListMleConfig::config_dict,
+        citation: CITATION,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,8 +124,8 @@ mod tests {
 
     #[test]
     fn golden_value_without_the_pad_leak() -> Result<()> {
-        // spec §1.15: ListMLELoss v5.7+ 0.858561; the ≤ v5.6 value with padding leaking into
-        // the normaliser was 1.148071.
+        // `ListMLELoss.forward` (cross_encoder/losses/list_mle.py via plist_mle.py), v5.7+:
+        // 0.858561; the ≤ v5.6 value with padding leaking into the normaliser was 1.148071.
         let (logits, labels, mask) = golden_batch();
         let loss = scalar(&list_mle(
             &logits,
@@ -119,8 +140,9 @@ mod tests {
 
     #[test]
     fn pr_3827_single_list() -> Result<()> {
-        // spec §1.15 / PR #3827: ListMLE of [1.5, 0.3] is 0.2633 without padding; with a pad the
-        // old code gave 0.9759, the fixed code still 0.2633.
+        // sentence-transformers PR #3827 (`PListMLELoss.forward`, plist_mle.py): ListMLE of
+        // [1.5, 0.3] is 0.2633 without padding; with a pad the old code gave 0.9759, the fixed
+        // code still 0.2633.
         let cfg = ListMleConfig::default();
         let alone = list_mle(
             &m64(&[&[1.5, 0.3]]),

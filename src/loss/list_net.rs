@@ -1,5 +1,5 @@
 //! ListNetLoss: cross-entropy between the softmax of the labels and the softmax of the logits
-//! per query (sentence-transformers `cross_encoder/losses/list_net.py`, spec §1.10).
+//! per query (sentence-transformers `cross_encoder/losses/list_net.py`, `ListNetLoss.forward`).
 //!
 //! `L = (1/B) Σ_b [ − Σ_j softmax(y_b)_j · log_softmax(act(s_b))_j ]` over each query's real
 //! documents. There is no temperature: binary labels [1, 0, 0] give the target
@@ -11,7 +11,9 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::ListBatch;
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{log_softmax_last_dim, matrix_like};
 
@@ -93,6 +95,24 @@ pub fn list_net(
     Ok(per_query.mean_all()?.neg()?)
 }
 
+/// Build `list_net` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`list_net()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: ListNetConfig::from_params(params)?,
+        math: list_net,
+        mini_batch_size: |config: &ListNetConfig| config.mini_batch_size,
+        config_dict: ListNetConfig::config_dict,
+        citation: CITATION,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +122,7 @@ mod tests {
 
     #[test]
     fn golden_value() -> Result<()> {
-        // spec §1.15: ListNetLoss 1.295551
+        // `ListNetLoss.forward` (cross_encoder/losses/list_net.py): 1.295551
         let (logits, labels, mask) = golden_batch();
         let loss = list_net(&logits, &labels, &mask, &ListNetConfig::default())?;
         assert_close(scalar(&loss), 1.295551, 5e-7);

@@ -1,5 +1,8 @@
 //! What the listwise losses (LambdaLoss, RankNet, ListNet, ListMLE, PListMLE, ADRMSE) share:
-//! padded `(B, M)` inputs with a mask, and the `mini_batch_size` forward chunking (spec §1.7).
+//! padded `(B, M)` inputs with a mask, the `mini_batch_size` forward chunking (the start of
+//! `forward` in sentence-transformers `cross_encoder/losses/lambda_loss.py`, `list_net.py`,
+//! `plist_mle.py` and `adr_mse.py`), and the adapter [`ListwiseLoss`] that does both for each
+//! of them.
 //!
 //! Data rows are (query, [doc_1..doc_n]) with one label per document; n may differ per query.
 //! The glue scores the pairs row-major (`(q_0, d_00), (q_0, d_01), …, (q_1, d_10), …`), forwards
@@ -15,9 +18,13 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::data::Field;
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::{require_columns, require_labels, student_logits, text_column};
+use crate::loss::objective::{BuiltinLoss, Loss, LossInput, LossValue};
 use crate::loss::tensor_ops::{host_matrix, matrix_like, upcast};
+use crate::model::{CrossEncoder, Dropout};
 
 /// Listwise inputs padded to `(B, M)`.
 #[derive(Debug, Clone)]
@@ -190,6 +197,84 @@ impl ListBatch {
 pub(crate) fn index_matrix(rows: &[Vec<u32>], width: usize, device: &Device) -> Result<Tensor> {
     let flat: Vec<u32> = rows.iter().flatten().copied().collect();
     Ok(Tensor::from_vec(flat, (rows.len(), width), device)?.to_dtype(DType::U32)?)
+}
+
+/// A listwise loss over (query, [documents]) rows with one label per document; each listwise
+/// loss's `build` fills it with its row, config and math.
+pub struct ListwiseLoss<C: Send> {
+    pub(crate) row: &'static BuiltinLoss,
+    pub(crate) config: C,
+    /// The loss over `(B, M)` logits, labels and mask.
+    pub(crate) math: fn(&Tensor, &Tensor, &Tensor, &C) -> Result<Tensor>,
+    pub(crate) mini_batch_size: fn(&C) -> Option<i64>,
+    pub(crate) config_dict: fn(&C) -> serde_json::Value,
+    pub(crate) citation: Option<&'static str>,
+}
+
+impl<C: Send> Loss for ListwiseLoss<C> {
+    fn kind(&self) -> &str {
+        self.row.kind
+    }
+
+    fn class_name(&self) -> String {
+        self.row.class_name.to_string()
+    }
+
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        let kind = self.row.kind;
+        require_columns(input.examples, 2, kind, "query and a list of documents")?;
+        let labels = require_labels(input, kind)?;
+        let queries = text_column(input.examples, 0, kind)?;
+        let mut pairs = Vec::new();
+        for ((row, query), row_labels) in input.examples.iter().zip(&queries).zip(labels) {
+            let docs: Vec<&str> = match &row.fields[1] {
+                Field::List(docs) => docs.iter().map(String::as_str).collect(),
+                Field::Text(doc) => vec![doc.as_str()],
+            };
+            if docs.len() != row_labels.len() {
+                return Err(Error::invalid(format!(
+                    "{kind}: row {} has {} documents but {} labels",
+                    row.line,
+                    docs.len(),
+                    row_labels.len()
+                ))
+                .with_hint("every document needs exactly one label"));
+            }
+            pairs.extend(docs.into_iter().map(|d| (*query, d)));
+        }
+        // Forward in chunks of `mini_batch_size` pairs, as sentence-transformers does (this bounds
+        // the size of one forward pass; the chunks' graphs are kept for the backward pass).
+        let chunk = listwise_chunk_size(
+            (self.mini_batch_size)(&self.config),
+            queries.len(),
+            pairs.len(),
+        );
+        let mut chunks = Vec::with_capacity(pairs.len().div_ceil(chunk));
+        for part in pairs.chunks(chunk) {
+            chunks.push(student_logits(student, part, Some(&mut *dropout))?.narrow(1, 0, 1)?);
+        }
+        let logits = Tensor::cat(&chunks, 0)?;
+        let padded = pad_lists(&logits, labels)?;
+        Ok(LossValue::Graph((self.math)(
+            &padded.logits,
+            &padded.labels,
+            &padded.mask,
+            &self.config,
+        )?))
+    }
+
+    fn config_dict(&self) -> serde_json::Value {
+        (self.config_dict)(&self.config)
+    }
+
+    fn citation(&self) -> Option<&'static str> {
+        self.citation
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! MarginMSELoss: distil the teacher's score *margins* between a positive and N negatives
-//! (sentence-transformers `cross_encoder/losses/margin_mse.py`, spec §1.4).
+//! (sentence-transformers `cross_encoder/losses/margin_mse.py`, `MarginMSELoss.forward`).
 //!
 //! Inputs: rows (query, positive, negative_1..negative_N), N ≥ 1; the glue scores the N+1 pairs
 //! of each row. Labels, per row, one of:
@@ -16,8 +16,13 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::{
+    require_columns, require_labels, require_one_label, student_logits, text_column,
+};
+use crate::loss::objective::{BuiltinLoss, Loss, LossInput, LossValue};
 use crate::loss::params::Params;
 use crate::loss::tensor_ops::{one_logit_per_pair, upcast};
+use crate::model::{CrossEncoder, Dropout};
 
 /// BibTeX of the paper sentence-transformers cites for MarginMSELoss.
 pub const CITATION: Option<&str> = Some(
@@ -139,6 +144,93 @@ pub fn margin_mse(
     let negative = cfg.activation_fn.apply(&negative)?;
     let margins = positive.broadcast_sub(&negative)?;
     Ok(margins.sub(&labels)?.sqr()?.mean_all()?)
+}
+
+/// MarginMSE over (query, positive, negative_1..N) rows: labels are N margins, N+1 raw teacher
+/// scores, or one margin (N = 1).
+pub struct MarginMseLoss {
+    row: &'static BuiltinLoss,
+    config: MarginMseConfig,
+}
+
+/// Build `margin_mse` from its recipe parameters (`num_labels` must be 1).
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(MarginMseLoss {
+        row,
+        config: MarginMseConfig::from_params(params)?,
+    }))
+}
+
+impl Loss for MarginMseLoss {
+    fn kind(&self) -> &str {
+        self.row.kind
+    }
+
+    fn class_name(&self) -> String {
+        self.row.class_name.to_string()
+    }
+
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        let columns = input.examples.first().map_or(0, |r| r.fields.len());
+        if columns < 3 {
+            return Err(Error::invalid(format!(
+                "margin_mse needs (query, positive, negative_1..N) columns, at least 3, but the rows have {columns}"
+            )));
+        }
+        require_columns(
+            input.examples,
+            columns,
+            "margin_mse",
+            "query, positive, negatives",
+        )?;
+        let labels = require_labels(input, "margin_mse")?;
+        let queries = text_column(input.examples, 0, "margin_mse")?;
+        let mut pairs = Vec::with_capacity(queries.len() * (columns - 1));
+        for column in 1..columns {
+            let docs = text_column(input.examples, column, "margin_mse")?;
+            pairs.extend(queries.iter().copied().zip(docs));
+        }
+        // One forward over every (query, doc) pair, column-major: [pos..., neg1..., negN...].
+        let batch = queries.len();
+        let logits = student_logits(student, &pairs, Some(dropout))?
+            .narrow(1, 0, 1)?
+            .squeeze(1)?;
+        let positive = logits.narrow(0, 0, batch)?;
+        let negative = logits
+            .narrow(0, batch, batch * (columns - 2))?
+            .reshape((columns - 2, batch))?
+            .t()?;
+        let labels = stack_label_rows(labels, student.device())?;
+        let labels = if labels.dim(1)? == 1 {
+            labels.squeeze(1)?
+        } else {
+            labels
+        };
+        Ok(LossValue::Graph(margin_mse(
+            &positive,
+            &negative,
+            &labels,
+            &self.config,
+        )?))
+    }
+
+    fn config_dict(&self) -> serde_json::Value {
+        self.config.config_dict()
+    }
+
+    fn citation(&self) -> Option<&'static str> {
+        CITATION
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Every sentence-transformers CrossEncoder loss, as free functions over candle tensors.
 //!
 //! One file per loss, named by the recipe's `kind` (snake_case of the sentence-transformers
-//! class name). Each file has:
+//! class name), and one row per loss in [`BUILTIN_LOSSES`] (kind, class name, builder), which
+//! the registry, the recipe checker and the model card read. Each file has:
 //! * the math as a free function over student logits the glue has already computed, built from
 //!   differentiable candle ops so `Tensor::backward` reaches the model; each function applies
 //!   its config's `activation_fn` itself, so pass **raw** logits;
@@ -9,12 +10,18 @@
 //!   `from_params(&toml::Table)` (the `[[loss]]` table minus `kind`, `labels`, `weight`) and
 //!   `config_dict()` (exactly the keys of sentence-transformers' `get_config_dict`, for the
 //!   model card);
-//! * `CITATION`, the BibTeX sentence-transformers attaches, or `None`.
+//! * `CITATION`, the BibTeX sentence-transformers attaches, or `None`;
+//! * `build`, which makes the [`Loss`] the trainer calls: the shared [`PointwiseLoss`] or
+//!   [`ListwiseLoss`] adapter over the math, or the loss's own adapter ([`MarginMseLoss`],
+//!   [`MultipleNegativesRankingLoss`], [`CachedMultipleNegativesRankingLoss`]).
 //!
-//! The semantics are sentence-transformers 6.2's (spec `sentence-transformers-cross-encoder.md`
-//! §0–§1): MNRL samples like v5.3+, (P)ListMLE masks padding like v5.7+, LambdaLoss top-k keeps
-//! a pair when either position is in the top k and returns 0 without valid pairs, PListMLE
-//! weights are 1-based. Half-precision logits are computed in f32.
+//! A loss of your own implements [`Loss`] and is registered by name with
+//! [`register_custom_loss`] (see `examples/custom_loss.rs`).
+//!
+//! The semantics are sentence-transformers 6.2's (`sentence_transformers/cross_encoder/losses/`,
+//! one file per loss): MNRL samples like v5.3+, (P)ListMLE masks padding like v5.7+, LambdaLoss
+//! top-k keeps a pair when either position is in the top k and returns 0 without valid pairs,
+//! PListMLE weights are 1-based. Half-precision logits are computed in f32.
 //!
 //! | kind | function | inputs |
 //! |---|---|---|
@@ -28,7 +35,9 @@
 
 pub mod activation;
 pub mod adr_mse;
+mod batch;
 pub mod binary_cross_entropy;
+mod builtin;
 pub mod cached_multiple_negatives_ranking;
 pub mod cross_entropy;
 pub mod lambda;
@@ -41,74 +50,49 @@ pub mod multiple_negatives_ranking;
 mod objective;
 pub mod p_list_mle;
 mod params;
+mod pointwise;
 pub mod rank_net;
+mod registry;
 mod tensor_ops;
 #[cfg(test)]
 mod testing;
 
 pub use activation::ActivationFn;
 pub use adr_mse::{adr_mse, AdrMseConfig};
+pub use batch::{require_columns, require_labels, scalar_labels, student_logits, text_column};
 pub use binary_cross_entropy::{binary_cross_entropy, BinaryCrossEntropyConfig};
+pub use builtin::{builtin_loss, BUILTIN_KINDS, BUILTIN_LOSSES};
 pub use cached_multiple_negatives_ranking::{
     chunk_ranges, chunk_surrogate, loss_and_logit_gradients, CachedMultipleNegativesRankingConfig,
+    CachedMultipleNegativesRankingLoss,
 };
 pub use cross_entropy::{cross_entropy, CrossEntropyConfig};
 pub use lambda::{lambda_loss, LambdaLossConfig, ReductionLog, WeightingScheme};
 pub use list_mle::{list_mle, ListMleConfig};
 pub use list_net::{list_net, ListNetConfig};
-pub use listwise::{listwise_chunk_size, pad_lists, PaddedLists};
-pub use margin_mse::{margin_labels, margin_mse, stack_label_rows, MarginMseConfig};
+pub use listwise::{listwise_chunk_size, pad_lists, ListwiseLoss, PaddedLists};
+pub use margin_mse::{margin_labels, margin_mse, stack_label_rows, MarginMseConfig, MarginMseLoss};
 pub use mse::{mse, MseConfig};
 pub use multiple_negatives_ranking::{
     mnrl_pairs, multiple_negatives_ranking, sample_in_batch_negatives, Candidate, MnrlPairs,
-    MultipleNegativesRankingConfig, NumNegatives, ScoredPair,
+    MultipleNegativesRankingConfig, MultipleNegativesRankingLoss, NumNegatives, ScoredPair,
 };
-use objective::register_builtin;
-pub use objective::{
-    custom_loss_kinds, register_custom_loss, require_columns, require_labels, scalar_labels,
-    student_logits, text_column, CachedMultipleNegativesRankingLoss, ListwiseLoss, Loss,
-    LossFactory, LossInput, LossRegistry, LossValue, MarginMseLoss, MultipleNegativesRankingLoss,
-    PointwiseLoss,
-};
+pub use objective::{default_class_name, BuiltinLoss, Loss, LossFactory, LossInput, LossValue};
 pub use p_list_mle::{p_list_mle, PListMleConfig, PListMleLambdaWeight};
+pub use pointwise::PointwiseLoss;
 pub use rank_net::{rank_net, RankNetConfig};
+pub use registry::{custom_loss_kinds, register_custom_loss, LossRegistry};
 
-/// The recipe `kind` of every loss: the snake_case of the sentence-transformers class name.
+/// The recipe `kind` of every built-in loss: the snake_case of the sentence-transformers class
+/// name, in the order of [`BUILTIN_LOSSES`].
 pub fn kinds() -> &'static [&'static str] {
-    &[
-        "cross_entropy",
-        "binary_cross_entropy",
-        "mse",
-        "margin_mse",
-        "multiple_negatives_ranking",
-        "cached_multiple_negatives_ranking",
-        "lambda",
-        "rank_net",
-        "list_net",
-        "list_mle",
-        "p_list_mle",
-        "adr_mse",
-    ]
+    &BUILTIN_KINDS
 }
 
-/// The sentence-transformers class name of a loss `kind` (for the model card), or `None` for
-/// an unknown kind.
+/// The sentence-transformers class name of a built-in loss `kind` (for the model card), or
+/// `None` for an unknown kind.
 pub fn class_name(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "cross_entropy" => "CrossEntropyLoss",
-        "binary_cross_entropy" => "BinaryCrossEntropyLoss",
-        "mse" => "MSELoss",
-        "margin_mse" => "MarginMSELoss",
-        "multiple_negatives_ranking" => "MultipleNegativesRankingLoss",
-        "cached_multiple_negatives_ranking" => "CachedMultipleNegativesRankingLoss",
-        "lambda" => "LambdaLoss",
-        "rank_net" => "RankNetLoss",
-        "list_net" => "ListNetLoss",
-        "list_mle" => "ListMLELoss",
-        "p_list_mle" => "PListMLELoss",
-        "adr_mse" => "ADRMSELoss",
-        _ => return None,
-    })
+    builtin_loss(kind).map(|row| row.class_name)
 }
 
 #[cfg(test)]
@@ -121,7 +105,8 @@ mod tests {
 
     type ListwiseLoss = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
 
-    /// Every listwise loss with default parameters and its spec §1.15 golden value.
+    /// Every listwise loss with default parameters and its golden value on the batch of
+    /// `lambda::tests::golden_batch` (a Python port of each loss's `forward`).
     fn listwise_losses() -> Vec<(&'static str, ListwiseLoss, f64)> {
         vec![
             (

@@ -1,5 +1,5 @@
 //! MSELoss: pointwise distillation of teacher scores (sentence-transformers
-//! `cross_encoder/losses/mse.py`, spec §1.3).
+//! `cross_encoder/losses/mse.py`, `MSELoss.forward`).
 //!
 //! Inputs: (query, document) pairs, one student logit per pair. Labels: one float per pair
 //! (teacher logits, or teacher sigmoid scores together with `activation_fn = "sigmoid"`).
@@ -15,7 +15,10 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::require_one_label;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::Params;
+use crate::loss::pointwise::PointwiseLoss;
 use crate::loss::tensor_ops::{one_label_per_pair, one_logit_per_pair, upcast};
 
 /// sentence-transformers' MSELoss has no `citation` property.
@@ -62,6 +65,25 @@ pub fn mse(logits: &Tensor, labels: &Tensor, cfg: &MseConfig) -> Result<Tensor> 
         .to_dtype(logits.dtype())?;
     let scores = cfg.activation_fn.apply(&logits)?;
     Ok(scores.sub(&labels)?.sqr()?.mean_all()?)
+}
+
+/// Build `mse` from its recipe parameters (`num_labels` must be 1): the pointwise adapter over
+/// [`mse()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(PointwiseLoss {
+        row,
+        config: MseConfig::from_params(params)?,
+        math: mse,
+        config_dict: MseConfig::config_dict,
+        citation: CITATION,
+        integer_labels: false,
+        check_labels: None,
+    }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! MultipleNegativesRankingLoss, CrossEncoder version: a softmax over one positive, in-batch
 //! negatives and hard negatives (sentence-transformers
-//! `cross_encoder/losses/multiple_negatives_ranking.py`, spec §1.5, with the v5.3 fixes).
+//! `cross_encoder/losses/multiple_negatives_ranking.py`, `MultipleNegativesRankingLoss.forward`
+//! and `get_in_batch_negatives`, with the v5.3 fixes).
 //!
 //! Inputs: rows (anchor, positive, hard_negative_1..hard_negative_H); labels are ignored. Call
 //! the B·C documents of a batch the *candidates*, `C = 1 + H` columns: column 0 holds the
@@ -26,10 +27,14 @@ use candle_core::{Tensor, D};
 use rand::Rng;
 use serde_json::json;
 
+use crate::data::Row;
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::{require_columns, require_one_label, student_logits, text_column};
+use crate::loss::objective::{BuiltinLoss, Loss, LossInput, LossValue};
 use crate::loss::params::Params;
 use crate::loss::tensor_ops::{host_matrix, log_softmax_last_dim, matrix_like, upcast};
+use crate::model::{CrossEncoder, Dropout};
 
 /// sentence-transformers' MultipleNegativesRankingLoss (CrossEncoder) has no `citation`
 /// property (its docstring references arXiv 1705.00652).
@@ -313,6 +318,101 @@ pub fn multiple_negatives_ranking(
     let log_probs = log_softmax_last_dim(&z)?;
     let positive = log_probs.narrow(D::Minus1, 0, 1)?;
     Ok(positive.mean_all()?.neg()?)
+}
+
+/// The texts of an MNRL batch: anchors and candidate columns (positive, hard negatives).
+fn mnrl_texts<'a>(examples: &'a [Row], kind: &str) -> Result<(Vec<&'a str>, Vec<Vec<&'a str>>)> {
+    let columns = examples.first().map_or(0, |r| r.fields.len());
+    if columns < 2 {
+        return Err(Error::invalid(format!(
+            "{kind} needs (anchor, positive, optional hard negatives...) columns, at least 2, but the rows have {columns}"
+        )));
+    }
+    require_columns(examples, columns, kind, "anchor, positive, hard negatives")?;
+    let anchors = text_column(examples, 0, kind)?;
+    let candidates = (1..columns)
+        .map(|c| text_column(examples, c, kind))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((anchors, candidates))
+}
+
+/// The (anchor, document) pairs one MNRL step scores, with in-batch negatives sampled from the
+/// step's seed, and their texts in the same order.
+pub(crate) fn sampled_pairs<'a>(
+    input: &LossInput<'a>,
+    kind: &str,
+    num_negatives: NumNegatives,
+) -> Result<(MnrlPairs, Vec<(&'a str, &'a str)>)> {
+    use rand::SeedableRng;
+    let (anchors, candidates) = mnrl_texts(input.examples, kind)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(input.seed);
+    let pairs = mnrl_pairs(anchors.len(), candidates.len(), num_negatives, &mut rng)?;
+    let texts = pairs
+        .pairs
+        .iter()
+        .map(|p| {
+            (
+                anchors[p.anchor],
+                candidates[p.candidate.column][p.candidate.row],
+            )
+        })
+        .collect();
+    Ok((pairs, texts))
+}
+
+/// MultipleNegativesRankingLoss: each anchor against its positive, `num_negatives` in-batch
+/// negatives sampled (seeded) from the other rows' documents, and its own hard negatives.
+/// Use `batch_sampler = "no_duplicates"` so in-batch negatives are not copies of the positive.
+pub struct MultipleNegativesRankingLoss {
+    row: &'static BuiltinLoss,
+    config: MultipleNegativesRankingConfig,
+}
+
+/// Build `multiple_negatives_ranking` from its recipe parameters (`num_labels` must be 1).
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(MultipleNegativesRankingLoss {
+        row,
+        config: MultipleNegativesRankingConfig::from_params(params)?,
+    }))
+}
+
+impl Loss for MultipleNegativesRankingLoss {
+    fn kind(&self) -> &str {
+        self.row.kind
+    }
+
+    fn class_name(&self) -> String {
+        self.row.class_name.to_string()
+    }
+
+    fn compute(
+        &mut self,
+        student: &CrossEncoder,
+        input: &LossInput,
+        dropout: &mut Dropout,
+    ) -> Result<LossValue> {
+        let (pairs, texts) = sampled_pairs(input, self.kind(), self.config.num_negatives)?;
+        let logits = student_logits(student, &texts, Some(dropout))?.narrow(1, 0, 1)?;
+        let scores = pairs.score_matrix(&logits)?;
+        Ok(LossValue::Graph(multiple_negatives_ranking(
+            &scores,
+            None,
+            &self.config,
+        )?))
+    }
+
+    fn config_dict(&self) -> serde_json::Value {
+        self.config.config_dict()
+    }
+
+    fn citation(&self) -> Option<&'static str> {
+        CITATION
+    }
 }
 
 #[cfg(test)]

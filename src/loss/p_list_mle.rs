@@ -1,6 +1,7 @@
 //! PListMLELoss: position-aware ListMLE, the Plackett-Luce likelihood of the target ranking with
-//! per-rank weights (sentence-transformers `cross_encoder/losses/plist_mle.py`, spec §1.11, with
-//! the v5.7 padding fix and the 6.2 1-based weights).
+//! per-rank weights (sentence-transformers `cross_encoder/losses/plist_mle.py`,
+//! `PListMLELoss.forward` and `PListMLELambdaWeight`, with the v5.7 padding fix and the 6.2
+//! 1-based weights).
 //!
 //! Per query with n real documents in target order `s'_1..s'_n` (activated logits; the target
 //! order is the input order when `respect_input_order`, else labels descending):
@@ -22,7 +23,9 @@ use serde_json::json;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
-use crate::loss::listwise::{index_matrix, ListBatch};
+use crate::loss::batch::require_one_label;
+use crate::loss::listwise::{index_matrix, ListBatch, ListwiseLoss};
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::{optional_json, Params};
 use crate::loss::tensor_ops::{matrix_like, zero_loss};
 
@@ -209,6 +212,24 @@ pub(crate) fn plackett_luce(
     Ok(per_query.mean_all()?.neg()?)
 }
 
+/// Build `p_list_mle` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`p_list_mle()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: PListMleConfig::from_params(params)?,
+        math: p_list_mle,
+        mini_batch_size: |config: &PListMleConfig| config.mini_batch_size,
+        config_dict: PListMleConfig::config_dict,
+        citation: CITATION,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +239,8 @@ mod tests {
 
     #[test]
     fn golden_value_with_1_based_weights() -> Result<()> {
-        // spec §1.15 (sentence-transformers 6.2: weights (3,1,0)/4 and (1,0)/1, masked): 0.618744
+        // `PListMLELoss.forward` (cross_encoder/losses/plist_mle.py, sentence-transformers 6.2:
+        // weights (3,1,0)/4 and (1,0)/1, masked): 0.618744
         let (logits, labels, mask) = golden_batch();
         let loss = p_list_mle(&logits, &labels, &mask, &PListMleConfig::default())?;
         assert_close(scalar(&loss), 0.618744, 5e-7);

@@ -1,5 +1,5 @@
 //! RankNetLoss: the pairwise logistic loss over correctly-ordered pairs (sentence-transformers
-//! `cross_encoder/losses/rank_net.py`, spec §1.9). It is exactly
+//! `cross_encoder/losses/rank_net.py`, `RankNetLoss`, a `LambdaLoss` subclass). It is exactly
 //! [`lambda_loss`](crate::loss::lambda::lambda_loss) with `WeightingScheme::None`:
 //!
 //! `L = − mean_{(b,i,j): t_i > t_j, i ≤ k or j ≤ k} log2(max(σ(sigma·(ŝ_i − ŝ_j)), eps))`
@@ -12,7 +12,10 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::loss::activation::ActivationFn;
+use crate::loss::batch::require_one_label;
 use crate::loss::lambda::{lambda_loss_named, LambdaLossConfig, ReductionLog, WeightingScheme};
+use crate::loss::listwise::ListwiseLoss;
+use crate::loss::objective::{BuiltinLoss, Loss};
 use crate::loss::params::Params;
 
 /// BibTeX of the paper sentence-transformers cites for RankNetLoss.
@@ -114,6 +117,24 @@ pub fn rank_net(
     lambda_loss_named("rank_net", logits, labels, mask, &cfg.lambda())
 }
 
+/// Build `rank_net` from its recipe parameters (`num_labels` must be 1): the listwise adapter
+/// over [`rank_net()`].
+pub fn build(
+    row: &'static BuiltinLoss,
+    params: &toml::Table,
+    num_labels: usize,
+) -> Result<Box<dyn Loss>> {
+    require_one_label(row.kind, num_labels)?;
+    Ok(Box::new(ListwiseLoss {
+        row,
+        config: RankNetConfig::from_params(params)?,
+        math: rank_net,
+        mini_batch_size: |config: &RankNetConfig| config.mini_batch_size,
+        config_dict: RankNetConfig::config_dict,
+        citation: CITATION,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +145,7 @@ mod tests {
 
     #[test]
     fn golden_value() -> Result<()> {
-        // spec §1.15: RankNetLoss 1.575279
+        // `RankNetLoss.forward` (cross_encoder/losses/rank_net.py via lambda_loss.py): 1.575279
         let (logits, labels, mask) = golden_batch();
         let loss = rank_net(&logits, &labels, &mask, &RankNetConfig::default())?;
         assert_close(scalar(&loss), 1.575279, 5e-7);

@@ -1,10 +1,11 @@
-//! [`mine_hard_negatives`]: the whole run, from pairs to a table and a report (spec §2.2).
+//! [`mine_hard_negatives`]: the whole run, from pairs to a table and a report
+//! (sentence-transformers `util/hard_negatives.py`, `mine_hard_negatives`).
 
 use std::time::Instant;
 
 use candle_core::Tensor;
 
-use super::cache::{cache_path, model_fingerprint, read_npy, write_npy};
+use super::embedding_cache::{cache_path, model_fingerprint, read_npy, write_npy};
 use super::options::MineOptions;
 use super::output::{build, Shape};
 use super::pairs::{Grouped, PairDataset};
@@ -123,7 +124,8 @@ fn embed_cached(
 }
 
 /// Replace every candidate's score and every positive score by the teacher's score of
-/// (query, document) (spec §2.2 step 8). Padding slots stay −∞.
+/// (query, document), as `mine_hard_negatives` rescores with its `cross_encoder`
+/// (`util/hard_negatives.py`). Padding slots stay −∞.
 fn rescore(
     teacher: &mut dyn Teacher,
     grouped: &Grouped,
@@ -185,7 +187,7 @@ fn rescore(
 }
 
 /// Mine hard negatives for `dataset`, as sentence-transformers' `mine_hard_negatives` (v6 with
-/// its fixes, spec §2):
+/// its fixes; `util/hard_negatives.py`):
 ///
 /// 1. repeated anchors are one query with several positives; the corpus is
 ///    `dedup(corpus + positives)` (the positives alone when `corpus` is `None`);

@@ -1,5 +1,5 @@
 //! Hard-negative mining and dataset format conversion (sentence-transformers'
-//! `mine_hard_negatives`, spec §2).
+//! `mine_hard_negatives` in `util/hard_negatives.py`).
 //!
 //! ```text
 //! (anchor, positive) pairs ──► BiEncoder embeddings (cached) ──► exact top-k in query chunks
@@ -28,8 +28,8 @@
 //! # Ok::<(), crossdistill::error::Error>(())
 //! ```
 
-mod cache;
 mod convert;
+mod embedding_cache;
 mod miner;
 mod options;
 mod output;
@@ -39,11 +39,11 @@ mod select;
 mod stats;
 mod table;
 
-pub use cache::{cache_path, model_fingerprint, read_npy, write_npy};
 pub use convert::{
     convert, read_groups, sample_triplets, write_groups, ConvertFormat, ConvertNotes, Document,
     Group, Groups,
 };
+pub use embedding_cache::{cache_path, model_fingerprint, read_npy, write_npy};
 pub use miner::{mine_hard_negatives, MineProgress, Mined, Silent};
 pub use options::{MineOptions, MinePlan, OutputFormat, SamplingStrategy};
 pub use pairs::PairDataset;

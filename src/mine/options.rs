@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
-/// The shape of the mined dataset (spec §2.3); the column names are sentence-transformers'.
+/// The shape of the mined dataset (`output_format` of `mine_hard_negatives`,
+/// `util/hard_negatives.py`); the column names are sentence-transformers'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
     /// `(anchor, positive, negative)`: one row per valid negative of each (query, positive).
@@ -71,7 +72,8 @@ pub enum SamplingStrategy {
 }
 
 /// The parameters of `mine_hard_negatives`, with sentence-transformers' names and defaults
-/// (spec §2.1). `faiss_batch_size` becomes `query_chunk_size` (exact search, no FAISS).
+/// (the signature of `mine_hard_negatives`, `util/hard_negatives.py`). `faiss_batch_size` becomes
+/// `query_chunk_size` (exact search, no FAISS).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MineOptions {
     /// Skip this many of the best surviving candidates (default 0).
@@ -175,8 +177,9 @@ impl MineOptions {
             .unwrap_or_else(|| (SCORE_CHUNK_FLOATS / corpus_len.max(1)).clamp(1, MAX_QUERY_CHUNK))
     }
 
-    /// Check the options (sentence-transformers ≥ 5.7's checks, spec §2.1) and derive the window
-    /// for a dataset whose most frequent anchor has `max_positives` rows.
+    /// Check the options (the `ValueError` checks at the top of sentence-transformers ≥ 5.7's
+    /// `mine_hard_negatives`, `util/hard_negatives.py`) and derive the window for a dataset
+    /// whose most frequent anchor has `max_positives` rows.
     pub fn plan(&self, max_positives: usize) -> Result<MinePlan> {
         if self.num_negatives == 0 {
             return Err(Error::invalid("num_negatives must be at least 1, found 0"));
@@ -265,7 +268,8 @@ mod tests {
 
     #[test]
     fn range_max_defaults_follow_the_spec() {
-        // Spec §2.2 step 3: range_min + num_negatives + max_positives ...
+        // `mine_hard_negatives` (util/hard_negatives.py) without range_max:
+        // range_min + num_negatives + max_positives ...
         let options = MineOptions {
             range_min: 2,
             num_negatives: 3,

@@ -1,4 +1,5 @@
-//! The mined negatives as a dataset in one of sentence-transformers' output formats (spec §2.3),
+//! The mined negatives as a dataset in one of sentence-transformers' output formats (the
+//! `output_format` of `mine_hard_negatives` in `util/hard_negatives.py`),
 //! with the scores sentence-transformers' statistics count for that format.
 
 use super::options::OutputFormat;

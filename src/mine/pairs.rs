@@ -1,5 +1,6 @@
 //! The input of mining: (anchor, positive) pairs, and how they group into queries with one or
-//! more positives over a deduplicated corpus (spec §2.2 steps 1, 2 and 4).
+//! more positives over a deduplicated corpus (the column choice, `max_positives` and corpus
+//! deduplication of `mine_hard_negatives`, sentence-transformers `util/hard_negatives.py`).
 
 use std::collections::HashMap;
 

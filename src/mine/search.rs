@@ -1,6 +1,7 @@
 //! Exact top-k retrieval over normalised embeddings, one chunk of queries at a time: memory is
 //! the corpus embeddings plus one `(chunk, corpus)` score block, never the full query × corpus
-//! matrix (sentence-transformers issue #3164; spec §2.2 step 6).
+//! matrix (sentence-transformers issue #3164; the `faiss_batch_size` chunks of `model.similarity`
+//! in `mine_hard_negatives`, `util/hard_negatives.py`).
 
 use std::cmp::Ordering;
 

@@ -1,6 +1,8 @@
-//! From candidates to negatives (spec §2.2 steps 9 to 12): mask the positives, drop candidates
-//! by margin and score, cut the `[range_min, range_max)` window, then take the top or a seeded
-//! random sample. Pure functions over [`Candidates`]; a dropped candidate's score becomes −∞.
+//! From candidates to negatives (`mine_hard_negatives` in sentence-transformers
+//! `util/hard_negatives.py`, from the positive mask to the sampling): mask the positives, drop
+//! candidates by margin and score, cut the `[range_min, range_max)` window, then take the top or
+//! a seeded random sample. Pure functions over [`Candidates`]; a dropped candidate's score
+//! becomes −∞.
 
 use rand::seq::index::sample;
 use rand::SeedableRng;

@@ -1,4 +1,5 @@
-//! The statistics sentence-transformers prints after mining (spec §2.2 step 13): a table of
+//! The statistics sentence-transformers prints after mining (the end of `mine_hard_negatives`
+//! in `util/hard_negatives.py`, under `if verbose`): a table of
 //! positive, negative and difference scores, the candidates each filter skipped, and how many
 //! samples lacked negatives.
 

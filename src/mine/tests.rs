@@ -348,7 +348,8 @@ fn every_format_has_its_columns_and_the_brute_force_negatives() {
 }
 
 /// Each filter alone, with a window wide enough not to cut: the negatives are exactly the
-/// brute-force survivors of that filter's inequality (spec §2.2 step 10).
+/// brute-force survivors of that filter's inequality (the `absolute_margin`, `relative_margin`,
+/// `max_score` and `min_score` filters of `mine_hard_negatives`, `util/hard_negatives.py`).
 #[test]
 fn each_filter_keeps_exactly_the_brute_force_survivors() {
     let brute = brute(&dataset(), Some(&corpus()));

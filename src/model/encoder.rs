@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Tensor, D};
 
 use super::config::{Architecture, EncoderConfig, HiddenAct};
-use super::ops::{attention, dense, layer_norm, linear, Activation, Dropout};
+use super::ops::{attention, dense, layer_norm, linear, DenseActivation, Dropout};
 use super::weights::Params;
 use crate::error::Result;
 use crate::tokenize::PaddedBatch;
@@ -243,7 +243,7 @@ impl Encoder {
                 &context,
                 &layer.attn_out.0,
                 &layer.attn_out.1,
-                Activation::Identity,
+                DenseActivation::Identity,
                 mode.mask(tokens * h, config.hidden_dropout_prob),
             )?;
             let xs_attn = layer_norm(
@@ -257,7 +257,7 @@ impl Encoder {
                     &xs_attn,
                     &layer.inter.0,
                     &layer.inter.1,
-                    Activation::GeluErf,
+                    DenseActivation::GeluErf,
                     None,
                 )?,
                 HiddenAct::GeluTanh => {
@@ -271,7 +271,7 @@ impl Encoder {
                 &inter,
                 &layer.out.0,
                 &layer.out.1,
-                Activation::Identity,
+                DenseActivation::Identity,
                 mode.mask(tokens * h, config.hidden_dropout_prob),
             )?;
             xs = layer_norm(

@@ -12,7 +12,8 @@
 //!
 //! Intermediates the backward pass needs (GELU's pre-activation, attention probabilities) are
 //! kept only when an input records a graph, so inference keeps nothing.
-//! CPU and f32 only; [`super::ops`] picks these or the composed candle ops.
+//! CPU and f32 only; [`super::ops`] picks these or the composed candle ops (this file imports
+//! nothing from it).
 
 use std::sync::Mutex;
 
@@ -20,7 +21,8 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor}
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::ops::{f32_slice, gelu_erf, gelu_erf_grad, with_cpu_f32, PAR_ROWS};
+use super::cpu_f32::{f32_slice, with_cpu_f32, PAR_ROWS};
+use super::gelu::{gelu_erf, gelu_erf_grad};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -137,9 +139,9 @@ fn column_sums(xs: &[f32], width: usize) -> Vec<f32> {
 // ---------------------------------------------------------------------------------------------
 // Linear (+ GELU) (+ dropout)
 
-/// The activation a fused linear layer applies.
+/// The activation a dense layer applies to `x Wᵀ + b` ([`super::ops::dense`], [`linear_fused`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
+pub enum DenseActivation {
     /// None.
     Identity,
     /// Exact (erf) GELU.
@@ -147,7 +149,7 @@ pub enum Activation {
 }
 
 struct LinearOp {
-    activation: Activation,
+    activation: DenseActivation,
     /// Dropout multipliers (0 or 1 / (1 − p)) per output element.
     dropout: Option<Vec<f32>>,
     /// Keep the GELU pre-activation for the backward pass.
@@ -218,13 +220,13 @@ impl CustomOp3 for LinearOp {
             )
         };
         let ys = match self.activation {
-            Activation::Identity => {
+            DenseActivation::Identity => {
                 if let Some(mask) = &self.dropout {
                     zs.par_iter_mut().zip(mask).for_each(|(z, m)| *z *= m);
                 }
                 zs
             }
-            Activation::GeluErf => {
+            DenseActivation::GeluErf => {
                 let mut ys = vec![0f32; zs.len()];
                 let chunk = out_dim * PAR_ROWS;
                 match &self.dropout {
@@ -278,7 +280,7 @@ impl CustomOp3 for LinearOp {
             if let Some(mask) = &self.dropout {
                 dz.par_iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
             }
-            if self.activation == Activation::GeluErf {
+            if self.activation == DenseActivation::GeluErf {
                 let kept = self
                     .pre_activation
                     .lock()
@@ -360,7 +362,7 @@ pub fn linear_fused(
     xs: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
-    activation: Activation,
+    activation: DenseActivation,
     dropout: Option<Vec<f32>>,
 ) -> CResult<Tensor> {
     let keep = xs.track_op() || weight.track_op() || bias.track_op();

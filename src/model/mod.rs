@@ -6,9 +6,11 @@
 
 pub mod bi_encoder;
 mod config;
+mod cpu_f32;
 mod cross_encoder;
 mod encoder;
 mod fused;
+mod gelu;
 pub mod ops;
 mod source;
 pub mod trim;

@@ -11,48 +11,15 @@
 //!
 //! Every hand-written backward is checked against central finite differences in the tests.
 
-use candle_core::{
-    backend::BackendStorage, bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storage,
-    Tensor, D,
-};
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-pub use super::fused::Activation;
+use super::cpu_f32::{f32_slice, with_cpu_f32, PAR_ROWS};
+pub use super::fused::DenseActivation;
 use super::fused::{attention_fused, dropout_fused, linear_fused};
+use super::gelu::{gelu_erf, gelu_erf_grad};
 
 type CResult<T> = candle_core::Result<T>;
-
-/// Rows per rayon task: small tensors stay on one thread.
-pub(super) const PAR_ROWS: usize = 64;
-
-pub(super) fn f32_slice<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    op: &'static str,
-) -> CResult<&'a [f32]> {
-    let data = match storage {
-        CpuStorage::F32(data) => data,
-        other => bail!("{op}: expected f32 input, found {:?}", other.dtype()),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => Err(candle_core::Error::RequiresContiguous { op }),
-    }
-}
-
-/// Run `f` on the contiguous f32 CPU data of `t`.
-pub(super) fn with_cpu_f32<R>(
-    t: &Tensor,
-    op: &'static str,
-    f: impl FnOnce(&[f32]) -> R,
-) -> CResult<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => Ok(f(f32_slice(cpu, layout, op)?)),
-        _ => bail!("{op}: the fused kernel runs on CPU tensors only"),
-    }
-}
 
 /// `acc += scale * t`, elementwise over `t` flattened (gradient accumulation). Reads a
 /// contiguous f32 CPU tensor in place; other tensors go through a host copy.
@@ -359,40 +326,6 @@ pub fn masked_softmax_composed(scores: &Tensor, key_mask: &Tensor) -> CResult<Te
 
 struct BiasGeluOp;
 
-/// erf(x) in f32 as a rational function (Eigen's `generic_fast_erf_float`, also PyTorch's and
-/// XLA's vectorised f32 erf): a few ulp from the exact value, branch-free, so loops over it
-/// vectorise (libm's `erff` does not).
-#[inline]
-pub(super) fn erf_fast(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    // Plain multiply-adds: `mul_add` without a compile-time FMA target is a libm call.
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p + -2.101_024e-6;
-    p = x2 * p + -5.692_506_4e-5;
-    p = x2 * p + -7.349_906_3e-4;
-    p = x2 * p + -2.954_6e-3;
-    p = x2 * p + -1.609_603_3e-2;
-    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
-    q = x2 * q + -1.682_827e-3;
-    q = x2 * q + -7.373_329e-3;
-    q = x2 * q + -1.426_474e-2;
-    x * p / q
-}
-
-#[inline]
-pub(super) fn gelu_erf(z: f32) -> f32 {
-    0.5 * z * (1.0 + erf_fast(z * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// d/dz of the exact GELU: `Φ(z) + z φ(z)`.
-#[inline]
-pub(super) fn gelu_erf_grad(z: f32) -> f32 {
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let cdf = 0.5 * (1.0 + erf_fast(z * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + z * INV_SQRT_2PI * (-0.5 * z * z).exp()
-}
-
 impl CustomOp2 for BiasGeluOp {
     fn name(&self) -> &'static str {
         "crossdistill-bias-gelu"
@@ -492,7 +425,7 @@ pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> CResult<Tensor> {
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> CResult<Tensor> {
     if let Some(bias) = bias {
         if is_cpu_f32(xs) {
-            return linear_fused(xs, weight, bias, Activation::Identity, None);
+            return linear_fused(xs, weight, bias, DenseActivation::Identity, None);
         }
     }
     linear_composed(xs, weight, bias)
@@ -526,7 +459,7 @@ pub fn dense(
     xs: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
-    activation: Activation,
+    activation: DenseActivation,
     dropout: Option<Vec<f32>>,
 ) -> CResult<Tensor> {
     if is_cpu_f32(xs) {
@@ -534,8 +467,8 @@ pub fn dense(
     }
     let zs = linear_composed(xs, weight, Some(bias))?;
     let ys = match activation {
-        Activation::Identity => zs,
-        Activation::GeluErf => zs.gelu_erf()?,
+        DenseActivation::Identity => zs,
+        DenseActivation::GeluErf => zs.gelu_erf()?,
     };
     apply_mask(&ys, dropout)
 }
@@ -871,17 +804,6 @@ mod tests {
     }
 
     #[test]
-    fn fast_erf_matches_libm() {
-        // Reference: libm's erff (candle's erf_f32), on a grid over [-6, 6].
-        for i in -6000..=6000 {
-            let x = i as f32 / 1000.0;
-            let exact = candle_core::cpu::erf::erf_f32(x);
-            let fast = erf_fast(x);
-            assert!((exact - fast).abs() <= 5e-7, "erf({x}): {fast} vs {exact}");
-        }
-    }
-
-    #[test]
     fn dense_matches_composed_ops_and_finite_differences() {
         let dev = Device::Cpu;
         let (rows, in_dim, out_dim) = (6, 5, 4);
@@ -892,12 +814,12 @@ mod tests {
         let weight = Tensor::from_vec(w_values.clone(), (out_dim, in_dim), &dev).unwrap();
         let bias = Tensor::from_vec(b_values.clone(), out_dim, &dev).unwrap();
         let mask = Dropout::new(1).mask(rows * out_dim, 0.3).unwrap();
-        for activation in [Activation::Identity, Activation::GeluErf] {
+        for activation in [DenseActivation::Identity, DenseActivation::GeluErf] {
             let fused = dense(&xs, &weight, &bias, activation, Some(mask.clone())).unwrap();
             let composed = linear_composed(&xs, &weight, Some(&bias)).unwrap();
             let composed = match activation {
-                Activation::Identity => composed,
-                Activation::GeluErf => composed.gelu_erf().unwrap(),
+                DenseActivation::Identity => composed,
+                DenseActivation::GeluErf => composed.gelu_erf().unwrap(),
             };
             let composed = apply_mask(&composed, Some(mask.clone())).unwrap();
             assert_eq!(fused.dims(), &[2, 3, out_dim]);

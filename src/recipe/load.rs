@@ -11,9 +11,9 @@ use super::node::{parse_document, Entry, Node, Origin, Table, Value};
 use super::overrides::apply_all;
 use super::problem::Problem;
 use super::schema::{
-    normalize, Activation, BatchSampler, CacheSection, DataSection, DataSections, EvalSection,
-    LabelSource, LossSection, ModelRef, OnNan, Recipe, RecipeSource, RunSection, Scheduler,
-    StudentSection, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
+    normalize, BatchSampler, CacheSection, DataSection, DataSections, EvalSection, LabelSource,
+    LossSection, ModelRef, OnNan, Recipe, RecipeSource, RunSection, Scheduler, StudentSection,
+    TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
     LOSS_KINDS,
 };
 
@@ -746,8 +746,8 @@ impl Reader {
         let activation = self.word(
             &mut section,
             "activation",
-            Activation::NAMES,
-            Activation::from_name,
+            TeacherActivation::NAMES,
+            TeacherActivation::from_name,
         );
         let columns = self.strings(&mut section, "columns");
         let line = section.origin.as_ref().and_then(Origin::line);

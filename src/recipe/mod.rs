@@ -42,9 +42,9 @@ use crate::error::{Error, Result};
 
 pub use problem::Problem;
 pub use schema::{
-    Activation, BatchSampler, CacheSection, DataSection, DataSections, EvalSection, LabelSource,
-    LossSection, ModelRef, OnNan, ParallelColumns, Recipe, RecipeSource, RunSection, Scheduler,
-    StudentSection, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
+    BatchSampler, CacheSection, DataSection, DataSections, EvalSection, LabelSource, LossSection,
+    ModelRef, OnNan, ParallelColumns, Recipe, RecipeSource, RunSection, Scheduler, StudentSection,
+    TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
     LOSS_KINDS,
 };
 

@@ -9,21 +9,8 @@
 use std::path::{Path, PathBuf};
 
 /// `kind` values of `[[loss]]`: the snake_case names of the sentence-transformers CrossEncoder
-/// loss classes.
-pub const LOSS_KINDS: &[&str] = &[
-    "cross_entropy",
-    "binary_cross_entropy",
-    "mse",
-    "margin_mse",
-    "multiple_negatives_ranking",
-    "cached_multiple_negatives_ranking",
-    "lambda",
-    "rank_net",
-    "list_net",
-    "list_mle",
-    "p_list_mle",
-    "adr_mse",
-];
+/// loss classes, read from the built-in loss table ([`crate::loss::BUILTIN_LOSSES`]).
+pub const LOSS_KINDS: &[&str] = &crate::loss::BUILTIN_KINDS;
 
 /// `kind` values of `[[eval]]`: the sentence-transformers CrossEncoder evaluators
 /// (`CrossEncoderRerankingEvaluator`, `...NanoBEIREvaluator`, `...ClassificationEvaluator`,
@@ -141,16 +128,16 @@ pub enum TeacherKind {
 }
 recipe_words!(TeacherKind { Candle => "candle", Onnx => "onnx" });
 
-/// What is applied to teacher logits before they become labels.
+/// What is applied to teacher logits before they become labels (`activation` of `[teacher]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Activation {
+pub enum TeacherActivation {
     /// Raw logits (`"identity"`), the default.
     #[default]
     Identity,
     /// `sigmoid(logit)` (`"sigmoid"`).
     Sigmoid,
 }
-recipe_words!(Activation { Identity => "identity", Sigmoid => "sigmoid" });
+recipe_words!(TeacherActivation { Identity => "identity", Sigmoid => "sigmoid" });
 
 /// One `[teacher]` / `[[teacher]]` entry.
 #[derive(Debug, Clone)]
@@ -166,7 +153,7 @@ pub struct TeacherSection {
     /// `batch_size`: pairs per teacher forward pass. Default 64.
     pub batch_size: usize,
     /// `activation`: applied to the teacher's logits. Default identity.
-    pub activation: Activation,
+    pub activation: TeacherActivation,
     /// `columns`: the data columns this teacher reads, in order (parallel-data distillation);
     /// `None` = the same columns as the student.
     pub columns: Option<Vec<String>>,

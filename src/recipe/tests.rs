@@ -183,7 +183,7 @@ fn the_design_example_loads_with_every_field_as_written() {
     assert_eq!(teacher.onnx_file.as_deref(), Some("model.onnx"));
     assert_eq!(teacher.max_length, Some(256));
     assert_eq!(teacher.batch_size, 32);
-    assert_eq!(teacher.activation, Activation::Sigmoid);
+    assert_eq!(teacher.activation, TeacherActivation::Sigmoid);
     assert_eq!(teacher.columns, None);
     assert_eq!(teacher.line, Some(line_of(DESIGN_EXAMPLE, "[teacher]")));
 
@@ -341,7 +341,7 @@ fn teacher_defaults_and_label_default_with_a_teacher() {
     let recipe = workspace.load(&text, &[]).expect("valid recipe");
     let teacher = &recipe.teachers[0];
     assert_eq!(teacher.batch_size, 64);
-    assert_eq!(teacher.activation, Activation::Identity);
+    assert_eq!(teacher.activation, TeacherActivation::Identity);
     assert_eq!(teacher.onnx_file, None);
     assert_eq!(recipe.losses[0].labels, LabelSource::Teacher);
 }

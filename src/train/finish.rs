@@ -158,6 +158,7 @@ pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult
             .iter()
             .map(|l| LossInfo {
                 kind: l.loss.kind().to_string(),
+                class_name: l.loss.class_name(),
                 weight: l.weight,
                 params: l.loss.config_dict(),
                 citation: l.loss.citation().map(str::to_string),

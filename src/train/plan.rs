@@ -10,7 +10,7 @@ use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
 use crate::pipeline::ColumnRoles;
-use crate::recipe::{Activation, DataSection, LabelSource, Recipe, Scheduler, TeacherKind};
+use crate::recipe::{DataSection, LabelSource, Recipe, Scheduler, TeacherActivation, TeacherKind};
 use crate::teacher::{CandleTeacher, Ensemble, OnnxTeacher, Teacher};
 
 use super::schedule::{Schedule, ScheduleKind};
@@ -114,10 +114,10 @@ pub fn training_sources(
     Ok((train_source, eval_source, columns))
 }
 
-fn activation(activation: Activation) -> ScoreActivation {
+fn activation(activation: TeacherActivation) -> ScoreActivation {
     match activation {
-        Activation::Identity => ScoreActivation::Identity,
-        Activation::Sigmoid => ScoreActivation::Sigmoid,
+        TeacherActivation::Identity => ScoreActivation::Identity,
+        TeacherActivation::Sigmoid => ScoreActivation::Sigmoid,
     }
 }
 

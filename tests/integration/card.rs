@@ -79,12 +79,14 @@ fn input() -> CardInput {
         losses: vec![
             LossInfo {
                 kind: "margin_mse".into(),
+                class_name: "MarginMSELoss".into(),
                 weight: 1.0,
                 params: json!({"activation_fn": "torch.nn.modules.linear.Identity"}),
                 citation: Some(MARGIN_MSE_CITATION.into()),
             },
             LossInfo {
                 kind: "list_net".into(),
+                class_name: "ListNetLoss".into(),
                 weight: 0.5,
                 params: json!({"activation_fn": "torch.nn.modules.linear.Identity", "mini_batch_size": null}),
                 citation: None,

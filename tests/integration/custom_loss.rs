@@ -51,3 +51,13 @@ fn custom_loss_parameters_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn a_custom_loss_is_titled_by_its_class_name() {
+    register();
+    let loss = LossRegistry::default()
+        .build("pairwise_hinge", &toml::Table::new(), 1)
+        .unwrap();
+    assert_eq!(loss.kind(), "pairwise_hinge");
+    assert_eq!(loss.class_name(), "PairwiseHingeLoss");
+}

@@ -1,6 +1,6 @@
 //! Embeddings cached on disk between mining runs: `.npy` files (NumPy's format, so Python can
 //! read them too) named by a SHA-256 of the model's files and settings, the prompt and the texts
-//! (sentence-transformers' `cache_folder`, spec §2.2 step 5).
+//! (the `cache_folder` of sentence-transformers' `mine_hard_negatives`, `util/hard_negatives.py`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
