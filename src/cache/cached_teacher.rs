@@ -180,9 +180,12 @@ impl CachedTeacher {
                     wanted.len()
                 )));
             }
+            // A non-finite score is no label: it is handed back (the caller reports it, or skips
+            // the batch) but never stored, so it is not served again as if it were one.
             let entries: Vec<(&str, &str, f32)> = wanted
                 .iter()
                 .zip(&scored)
+                .filter(|(_, score)| score.is_finite())
                 .map(|(&(query, passage), &score)| (query, passage, score))
                 .collect();
             self.cache.insert(&self.fingerprint, &entries)?;

@@ -3,7 +3,7 @@
 use super::cached_teacher::CachedTeacher;
 use super::key::{PairKey, Shard};
 use super::store::ScoreCache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::teacher::Teacher;
 
 /// Pairs looked up per cache read while counting.
@@ -65,6 +65,32 @@ pub fn count_missing(
     Ok((total, missing))
 }
 
+/// A teacher score that is NaN or infinite is no label: name the pairs that got one. The cache
+/// keeps none of them (see [`CachedTeacher`]), so a run after the teacher is fixed scores them.
+fn non_finite_error(pairs: &[(&str, &str)], scores: &[f32]) -> Result<()> {
+    let bad: Vec<String> = pairs
+        .iter()
+        .zip(scores)
+        .filter(|(_, score)| !score.is_finite())
+        .map(|((query, passage), score)| format!("{score} for ({query:?}, {passage:?})"))
+        .collect();
+    let Some(first) = bad.first() else {
+        return Ok(());
+    };
+    let more = match bad.len() {
+        1 => String::new(),
+        n => format!(
+            " and {} more of its {} pairs in this chunk",
+            n - 1,
+            pairs.len()
+        ),
+    };
+    Err(Error::invalid(format!(
+        "the teacher scored {first}{more}; those scores were not stored"
+    ))
+    .with_hint("check the teacher model: its weights or its export give non-finite scores (the finite scores of the chunk are stored, so a rerun scores only what is missing)"))
+}
+
 /// Score every pair of `shard` in `pairs` that the cache lacks, `chunk_pairs` pairs of the
 /// stream at a time: each chunk is looked up, its distinct misses go to the teacher in one call
 /// and their scores are committed before the next chunk starts. A killed run loses at most the
@@ -91,7 +117,8 @@ pub fn precompute(
             .iter()
             .map(|(q, p)| (q.as_str(), p.as_str()))
             .collect();
-        teacher.score(&refs)?;
+        let scores = teacher.score(&refs)?;
+        non_finite_error(&refs, &scores)?;
         progress.chunk_done(chunk.len(), (counters.misses() - scored_before) as usize);
         chunk.clear();
         Ok(())

@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use super::store::{EntryBatch, InsertReport, ScoreCache, MERGE_CHUNK};
+use super::store::{CacheEntry, EntryBatch, InsertReport, ScoreCache, MERGE_CHUNK};
 use crate::data::{DataSource, Field, Label};
 use crate::error::{Error, Result};
 
@@ -115,11 +115,26 @@ fn temporary_sibling(output: &Path) -> Result<PathBuf> {
     )))
 }
 
+/// An entry's score must be finite: JSON has no NaN (it would be written as `null`, which
+/// `import` rejects), and a non-finite teacher score is no label. Caches written by versions
+/// before scores were checked may hold one.
+fn finite(entry: &CacheEntry) -> Result<()> {
+    if entry.score.is_finite() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "the cache holds the non-finite score {} of teacher {} for the pair ({:?}, {:?})",
+        entry.score, entry.teacher, entry.query, entry.passage
+    ))
+    .with_hint("the teacher gives non-finite scores for this pair: fix the teacher and rebuild the cache in a new directory with `crossdistill score`"))
+}
+
 fn export_jsonl(cache: &ScoreCache, teacher: Option<&str>, file: File, path: &Path) -> Result<u64> {
     let io_error = |e| Error::io("cannot write", path, e);
     let mut writer = BufWriter::new(file);
     let mut rows = 0u64;
     cache.for_each(teacher, |entry| {
+        finite(&entry)?;
         let row = serde_json::json!({
             "query": entry.query,
             "passage": entry.passage,
@@ -191,6 +206,7 @@ fn export_parquet(
     let mut columns = ParquetColumns::new();
     let mut rows = 0u64;
     cache.for_each(teacher, |entry| {
+        finite(&entry)?;
         columns.query.append_value(entry.query);
         columns.passage.append_value(entry.passage);
         columns.score.append_value(entry.score);
@@ -306,16 +322,25 @@ pub fn import(cache: &mut ScoreCache, input: &Path, teacher: Option<&str>) -> Re
             (None, Some(own)) => own,
             (None, None) => unreachable!("checked above: a teacher column or --teacher"),
         };
-        let score = match &row.label {
-            Some(Label::Scalar(score)) => *score,
-            _ => {
-                return Err(Error::input(
+        let score =
+            match &row.label {
+                Some(Label::Scalar(score)) if score.is_finite() => *score,
+                Some(Label::Scalar(score)) => return Err(Error::input(
                     input,
                     Some(row.line),
-                    "`score` must be one number",
-                ))
-            }
-        };
+                    format!("`score` is {score}; a teacher score must be a finite number"),
+                )
+                .with_hint(
+                    "drop the row, or score the pair again with a teacher that gives finite scores",
+                )),
+                _ => {
+                    return Err(Error::input(
+                        input,
+                        Some(row.line),
+                        "`score` must be one number",
+                    ))
+                }
+            };
         if owner != batch.teacher || batch.entries.len() >= MERGE_CHUNK {
             add(&mut batch, cache)?;
             batch.teacher = owner;

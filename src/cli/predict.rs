@@ -83,6 +83,8 @@ pub struct PairRow {
     pub object: Map<String, Value>,
     /// (query, passage).
     pub pair: (String, String),
+    /// Line in the input file (1-based).
+    pub line: usize,
 }
 
 fn text_field(
@@ -119,7 +121,7 @@ pub fn parse_pair_row(text: &str, path: &Path, line: usize) -> Result<PairRow> {
             .filter(|a| a.len() == 2)
             .and_then(|a| Some((a[0].as_str()?.to_string(), a[1].as_str()?.to_string())));
         return match texts {
-            Some(pair) => Ok(PairRow { object, pair }),
+            Some(pair) => Ok(PairRow { object, pair, line }),
             None => Err(Error::input(
                 path,
                 Some(line),
@@ -136,6 +138,7 @@ pub fn parse_pair_row(text: &str, path: &Path, line: usize) -> Result<PairRow> {
         (Some(query), Some(passage)) => Ok(PairRow {
             object,
             pair: (query, passage),
+            line,
         }),
         _ => {
             let keys: Vec<&str> = object.keys().map(String::as_str).collect();
@@ -184,9 +187,12 @@ pub fn read_pair_rows(path: &Path) -> Result<Vec<PairRow>> {
     Ok(rows)
 }
 
-/// Score `rows` and return them with `score` added (a number, or a list for several labels).
+/// Score `rows` (read from `input`) and return them with `score` added (a number, or a list for
+/// several labels). A non-finite score is an error naming the rows that got one: JSON has no
+/// NaN, and a score of NaN is no ranking.
 pub fn score_rows(
     model: &CrossEncoder,
+    input: &Path,
     rows: Vec<PairRow>,
     batch_size: usize,
     activation: ScoreActivation,
@@ -197,16 +203,41 @@ pub fn score_rows(
         .map(|r| (r.pair.0.as_str(), r.pair.1.as_str()))
         .collect();
     let logits = model.predict_logits(&pairs, batch_size, on_batch)?;
-    Ok(attach_scores(rows, logits, activation))
+    attach_scores(rows, logits, activation, input)
 }
 
-/// `rows` with `score` added from their `logits` (one number, or a list for several labels).
+/// `rows` with `score` added from their `logits` (one number, or a list for several labels); an
+/// error naming the rows of `input` whose scores are not finite.
 fn attach_scores(
     rows: Vec<PairRow>,
     logits: Vec<Vec<f32>>,
     activation: ScoreActivation,
-) -> Vec<Value> {
-    rows.into_iter()
+    input: &Path,
+) -> Result<Vec<Value>> {
+    let bad: Vec<usize> = rows
+        .iter()
+        .zip(&logits)
+        .filter(|(_, logits)| logits.iter().any(|&x| !activation.apply(x).is_finite()))
+        .map(|(row, _)| row.line)
+        .collect();
+    if let Some(&first) = bad.first() {
+        let row = rows.iter().find(|r| r.line == first).map(|r| &r.pair);
+        return Err(Error::input(
+            input,
+            Some(first),
+            format!(
+                "the model scores the pair {:?} as {:?}: not a finite number ({} of {} rows, at lines {:?})",
+                row.unwrap_or(&(String::new(), String::new())),
+                logits[rows.iter().position(|r| r.line == first).unwrap_or(0)],
+                bad.len(),
+                rows.len(),
+                &bad[..bad.len().min(20)],
+            ),
+        )
+        .with_hint("the model's weights or its export hold non-finite values (NaN/inf): check or retrain it"));
+    }
+    Ok(rows
+        .into_iter()
         .zip(logits)
         .map(|(row, logits)| {
             let mut object = row.object;
@@ -223,7 +254,7 @@ fn attach_scores(
             object.insert("score".into(), score);
             Value::Object(object)
         })
-        .collect()
+        .collect())
 }
 
 /// Score the input rows with ONNX Runtime (`--backend onnx`).
@@ -252,7 +283,7 @@ fn score_rows_onnx(args: &PredictArgs) -> Result<Vec<Value>> {
     let bar = progress::bar(rows.len() as u64, "pairs");
     let logits = teacher.predict_logits(&pairs, &mut |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
-    Ok(attach_scores(rows, logits, activation))
+    attach_scores(rows, logits, activation, &args.input)
 }
 
 pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
@@ -267,9 +298,14 @@ pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
             let rows = read_pair_rows(&args.input)?;
             let activation = args.activation.resolve(model.default_activation());
             let bar = progress::bar(rows.len() as u64, "pairs");
-            let scored = score_rows(&model, rows, args.batch_size, activation, &mut |n| {
-                bar.inc(n as u64)
-            })?;
+            let scored = score_rows(
+                &model,
+                &args.input,
+                rows,
+                args.batch_size,
+                activation,
+                &mut |n| bar.inc(n as u64),
+            )?;
             bar.finish_and_clear();
             scored
         }

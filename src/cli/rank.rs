@@ -91,6 +91,24 @@ pub(super) fn run(args: RankArgs) -> Result<Outcome> {
         .collect();
     let activation = args.activation.resolve(model.default_activation());
     let scores = model.predict(&pairs, args.batch_size, activation)?;
+    let bad: Vec<usize> = (0..scores.len())
+        .filter(|&i| !scores[i].is_finite())
+        .collect();
+    if let Some(&first) = bad.first() {
+        return Err(Error::input(
+            &args.documents,
+            None,
+            format!(
+                "the model scores the document with corpus_id {first} ({:?}) as {}: not a finite number ({} of {} documents: {:?})",
+                docs[first],
+                scores[first],
+                bad.len(),
+                docs.len(),
+                &bad[..bad.len().min(20)],
+            ),
+        )
+        .with_hint("the model's weights hold non-finite values (NaN/inf): check or retrain it"));
+    }
     let mut ranked: Vec<usize> = (0..docs.len()).collect();
     ranked.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     ranked.truncate(args.top_k.unwrap_or(docs.len()));

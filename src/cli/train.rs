@@ -94,8 +94,12 @@ pub(super) fn run(args: TrainArgs) -> Result<Outcome> {
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
+    let skipped = match report.skipped_steps {
+        0 => String::new(),
+        n => format!(" ({n} skipped for non-finite values)"),
+    };
     println!(
-        "trained {} steps; final model: {}",
+        "trained {} steps{skipped}; final model: {}",
         report.steps,
         report.final_dir.display()
     );
@@ -117,7 +121,12 @@ pub(super) fn run(args: TrainArgs) -> Result<Outcome> {
 pub(super) fn run_recipe(command: RecipeCommand) -> Result<Outcome> {
     match command {
         RecipeCommand::Check { recipe, overrides } => {
-            let problems = crate::recipe::check(&recipe, &overrides);
+            let mut problems = crate::recipe::check(&recipe, &overrides);
+            if problems.is_empty() {
+                // The recipe reads well: now the files and models it names.
+                let loaded = crate::recipe::load(&recipe, &overrides)?;
+                problems = crate::train::preflight::check_inputs(&loaded, &recipe);
+            }
             if problems.is_empty() {
                 println!("{}: ok", recipe.display());
                 Ok(Outcome::Success)

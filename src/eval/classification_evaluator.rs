@@ -185,6 +185,13 @@ impl Evaluator for ClassificationEvaluator {
         self.pairs().len()
     }
 
+    /// The keys of [`Self::metrics_from_scores`] (which every score vector gives).
+    fn metric_names(&self) -> Vec<String> {
+        self.metrics_from_scores(&vec![vec![0.0; self.num_labels]; self.pair_count()])
+            .map(|metrics| metrics.into_keys().collect())
+            .unwrap_or_default()
+    }
+
     fn primary_metric(&self) -> &str {
         if self.num_labels == 1 {
             "average_precision"

@@ -106,6 +106,13 @@ impl Evaluator for CorrelationEvaluator {
         self.pairs().len()
     }
 
+    /// The keys of [`Self::metrics_from_scores`] (which every score vector gives).
+    fn metric_names(&self) -> Vec<String> {
+        self.metrics_from_scores(&vec![0.0; self.pair_count()])
+            .map(|metrics| metrics.into_keys().collect())
+            .unwrap_or_default()
+    }
+
     fn primary_metric(&self) -> &str {
         "spearman"
     }

@@ -43,6 +43,13 @@ pub trait Evaluator: Send {
     /// better), e.g. `ndcg@10`; best-checkpoint selection and the model card use it.
     fn primary_metric(&self) -> &str;
 
+    /// The keys [`Evaluator::evaluate`] returns (without the name prefix), known before any
+    /// evaluation, so that `train.metric_for_best_model` is checked before training. Empty: not
+    /// known (then it is checked at the first evaluation).
+    fn metric_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// sentence-transformers' description of the task, e.g. "Cross Encoder Reranking" (the
     /// model card's table title and the model-index task name).
     fn description(&self) -> &str {

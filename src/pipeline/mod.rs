@@ -377,13 +377,20 @@ fn produce_inner(
         } else {
             0
         };
+        // Teacher calls cover windows of batches counted from the start of the epoch, closed by
+        // the pair count and the channel capacity alone, so a resumed producer forms the same
+        // windows as an uninterrupted one: a teacher's score of a pair depends (in its last bits)
+        // on the other pairs of its call, through padding. Batches trained before the resume
+        // still join their window; the window is scored whole and those batches are dropped.
         let mut pending: Vec<Batch> = Vec::new();
         let mut pending_pairs = 0usize;
+        let mut already_trained = 0usize;
         for (index, examples) in
             Batcher::new(rows, config.batch_size, config.no_duplicates).enumerate()
         {
             let examples = examples?;
-            if index < skip {
+            let trained = index < skip;
+            if teacher.is_none() && trained {
                 continue;
             }
             let position = DataPosition {
@@ -400,31 +407,49 @@ fn produce_inner(
                 teacher_scores: None,
                 position,
             });
+            already_trained += trained as usize;
             if pending_pairs >= config.teacher_pairs
                 || pending.len() >= config.capacity
                 || teacher.is_none()
             {
-                if !flush(&mut pending, teacher.as_deref_mut(), config, sender)? {
+                if !flush(
+                    &mut pending,
+                    already_trained,
+                    teacher.as_deref_mut(),
+                    config,
+                    sender,
+                )? {
                     return Ok(());
                 }
                 pending_pairs = 0;
+                already_trained = 0;
             }
         }
-        if !flush(&mut pending, teacher.as_deref_mut(), config, sender)? {
+        if !flush(
+            &mut pending,
+            already_trained,
+            teacher.as_deref_mut(),
+            config,
+            sender,
+        )? {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Score every pending batch with one teacher call and send them; false if the trainer hung up.
+/// Score every pending batch with one teacher call and send them, except the first
+/// `already_trained` (trained before a resume: scored only so that the call is the same one an
+/// uninterrupted run makes); false if the trainer hung up.
 fn flush(
     pending: &mut Vec<Batch>,
+    already_trained: usize,
     teacher: Option<&mut (dyn Teacher + 'static)>,
     config: &ProducerConfig,
     sender: &Sender<Message>,
 ) -> Result<bool> {
-    if pending.is_empty() {
+    if already_trained >= pending.len() {
+        pending.clear();
         return Ok(true);
     }
     if let Some(teacher) = teacher {
@@ -461,7 +486,7 @@ fn flush(
             }
         }
     }
-    for batch in pending.drain(..) {
+    for batch in pending.drain(..).skip(already_trained) {
         if !send(sender, Ok(batch)) {
             return Ok(false);
         }

@@ -573,7 +573,29 @@ impl Reader {
             source,
         };
         self.check_columns(root, &recipe);
+        self.check_held_out(root, &recipe);
         Some(recipe)
+    }
+
+    /// `[data.eval]` holds the held-out rows of the student–teacher agreement: without a teacher
+    /// nothing would read them, which is refused rather than ignored.
+    fn check_held_out(&mut self, root: &Table, recipe: &Recipe) {
+        if recipe.data.eval.is_none() || !recipe.teachers.is_empty() {
+            return;
+        }
+        let origin = match root.get("data").map(|entry| &entry.value.value) {
+            Some(Value::Table(table)) => table.get("eval").map(|entry| entry.origin.clone()),
+            _ => None,
+        };
+        self.report(
+            origin.as_ref(),
+            "data.eval".to_string(),
+            "[data.eval] holds the held-out rows of the student–teacher agreement, but the recipe has no [teacher]: nothing would evaluate on them",
+            Some(
+                "to evaluate the student on held-out data without a teacher, use an [[eval]] section (e.g. kind = \"correlation\" or \"reranking\" with path = ...); or add a [teacher]"
+                    .to_string(),
+            ),
+        );
     }
 
     /// Parallel-data columns: the teachers read the same columns, as many as each student group,
@@ -853,6 +875,24 @@ impl Reader {
 
     fn losses(&mut self, top: &mut Section<'_>, has_teacher: bool) -> Option<Vec<LossSection>> {
         let sections = self.table_list(top, "loss");
+        let empty_array = top.table.get("loss").is_some_and(
+            |entry| matches!(&entry.value.value, Value::Array(items) if items.is_empty()),
+        );
+        if empty_array {
+            self.report(
+                top.table.get("loss").map(|entry| &entry.origin),
+                "loss".to_string(),
+                "expected at least one [[loss]] section, found an empty array: nothing would be trained",
+                Some(format!(
+                    "replace `loss = []` with a [[loss]] section, e.g. kind = \"{}\"",
+                    if has_teacher {
+                        "margin_mse"
+                    } else {
+                        "binary_cross_entropy"
+                    }
+                )),
+            );
+        }
         if sections.is_empty() && !top.has("loss") {
             self.report(
                 None,

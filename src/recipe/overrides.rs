@@ -1,7 +1,8 @@
 //! `--set KEY=VALUE`: change the parsed recipe tree before it is validated.
 //!
 //! KEY is a dotted path into the recipe: `student.model`, `train.max_steps`, `data.train.path`,
-//! `loss.0.weight`. An index picks one entry of an array of tables (`teacher.0.model`); without
+//! `loss.0.weight`. A table VALUE given for an existing table merges into it key by key
+//! (`--set 'train={batch_size=2}'` keeps the rest of `[train]`). An index picks one entry of an array of tables (`teacher.0.model`); without
 //! one, a key goes to the only entry (`teacher.model` with a single teacher). Index 0 of a single
 //! table is that table. Missing tables are created, so `--set train.max_steps=10` works without a
 //! `[train]` section. The new value is validated like the file's values, so an unknown key or a
@@ -67,6 +68,23 @@ fn set_in_table(
         .expect("callers pass at least one segment");
     if rest.is_empty() {
         match table.get_mut(first) {
+            // A table given for a table merges into it (`--set 'train={batch_size=2}'` changes
+            // batch_size and keeps the other keys of [train]), as TOML's dotted keys would.
+            Some(Entry {
+                value:
+                    Node {
+                        value: Value::Table(existing),
+                        ..
+                    },
+                ..
+            }) if matches!(value.value, Value::Table(_)) => {
+                let Value::Table(new) = value.value else {
+                    unreachable!("matched as a table above")
+                };
+                for entry in new.entries {
+                    set_in_table(existing, &[entry.key.as_str()], entry.value, origin, key)?;
+                }
+            }
             Some(entry) => {
                 entry.value = value;
                 entry.origin = origin.clone();
@@ -174,6 +192,31 @@ mod tests {
         let assignments: Vec<String> = assignments.iter().map(|a| a.to_string()).collect();
         let errors = apply_all(&mut table, &assignments);
         (table, errors)
+    }
+
+    #[test]
+    fn a_table_value_merges_into_the_table_it_replaces() {
+        let (table, errors) = set(
+            "[train]\nmax_steps = 5\nbatch_size = 16\n[train.inner]\na = 1\nb = 2\n",
+            &["train={batch_size=2, inner={b=3}}"],
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            value_at(&table, &["train", "max_steps"]).value.describe(),
+            "5"
+        );
+        assert_eq!(
+            value_at(&table, &["train", "batch_size"]).value.describe(),
+            "2"
+        );
+        assert_eq!(
+            value_at(&table, &["train", "inner", "a"]).value.describe(),
+            "1"
+        );
+        assert_eq!(
+            value_at(&table, &["train", "inner", "b"]).value.describe(),
+            "3"
+        );
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct TrainerState {
     pub best_metric: Option<f64>,
     /// The step it was reached at.
     pub best_step: Option<usize>,
+    /// Steps skipped for non-finite values (`train.on_nan = "skip"`) so far.
+    #[serde(default)]
+    pub skipped_steps: usize,
     /// Complete lines of each append-only log (path relative to the run directory) when the
     /// checkpoint was taken; filled in by [`save`]. `None` in checkpoints of older versions.
     #[serde(default)]
@@ -83,12 +86,14 @@ pub fn latest(output_dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list(output_dir)?.pop().map(|(_, dir)| dir))
 }
 
-/// Write `checkpoint-STEP/` and drop the oldest beyond `keep`.
+/// Write `checkpoint-STEP/` (with `recipe`, the run's resolved recipe, which a resume is
+/// compared with) and drop the oldest beyond `keep`.
 pub fn save(
     output_dir: &Path,
     student: &CrossEncoder,
     optimizer: &AdamW,
     state: &TrainerState,
+    recipe: &str,
     keep: Option<usize>,
 ) -> Result<PathBuf> {
     let dir = output_dir.join(format!("checkpoint-{}", state.step));
@@ -116,6 +121,10 @@ pub fn save(
         &staged.path().join(STATE_FILE),
         serde_json::to_string_pretty(&state)?.as_bytes(),
     )?;
+    write_atomic(
+        &staged.path().join(super::resume::RECIPE_FILE),
+        recipe.as_bytes(),
+    )?;
     staged.commit()?;
     if let Some(keep) = keep {
         let all = list(output_dir)?;
@@ -126,49 +135,93 @@ pub fn save(
     Ok(dir)
 }
 
-/// Restore weights and optimizer from `dir`; returns the trainer state.
+/// Restore weights and optimizer from `dir`; returns the trainer state. A damaged file is
+/// named, with the previous checkpoint to fall back on; weights that do not fit the student
+/// (another model than the run's) say so.
 pub fn load(dir: &Path, student: &CrossEncoder, optimizer: &mut AdamW) -> Result<TrainerState> {
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path)
         .map_err(|e| Error::io("cannot read", &state_path, e))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| {
-        Error::input(
-            &state_path,
-            Some(e.line()),
-            format!("invalid trainer state: {e}"),
+    let state: TrainerState = serde_json::from_str(&text)
+        .map_err(|e| damaged(dir, &state_path, &format!("invalid trainer state: {e}")))?;
+    let weights_path = dir.join("model.safetensors");
+    let weights = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+        .map_err(|e| damaged(dir, &weights_path, &e.to_string()))?;
+    student.params().assign(&weights).map_err(|e| {
+        Error::invalid(format!(
+            "cannot resume from {}: its model.safetensors does not fit the student {} ({e})",
+            dir.display(),
+            student.files().name
+        ))
+        .with_hint(
+            "resume with the student model the run started with, or start a new run in another run.output_dir",
         )
     })?;
-    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)?;
-    student.params().assign(&weights)?;
-    let mut moments_by_name =
-        candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &Device::Cpu)?;
+    let optimizer_path = dir.join(OPTIMIZER_FILE);
+    let mut moments_by_name = candle_core::safetensors::load(&optimizer_path, &Device::Cpu)
+        .map_err(|e| damaged(dir, &optimizer_path, &e.to_string()))?;
     let step = moments_by_name
         .remove("step")
         .map(|t| t.to_vec1::<f64>())
-        .transpose()?
+        .transpose()
+        .map_err(|e| damaged(dir, &optimizer_path, &e.to_string()))?
         .and_then(|v| v.first().copied())
         .unwrap_or(0.0) as u64;
     let count = moments_by_name.len() / 2;
     let mut moments = Vec::with_capacity(count);
     for i in 0..count {
-        let take = |name: String, map: &mut HashMap<String, Tensor>| -> Result<Vec<f32>> {
-            map.remove(&name)
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "{} lacks `{name}`",
-                        dir.join(OPTIMIZER_FILE).display()
-                    ))
-                })?
+        let mut take = |name: String| -> Result<Vec<f32>> {
+            moments_by_name
+                .remove(&name)
+                .ok_or_else(|| damaged(dir, &optimizer_path, &format!("it lacks `{name}`")))?
                 .to_vec1::<f32>()
-                .map_err(Error::from)
+                .map_err(|e| damaged(dir, &optimizer_path, &format!("`{name}`: {e}")))
         };
-        moments.push((
-            take(format!("m.{i}"), &mut moments_by_name)?,
-            take(format!("v.{i}"), &mut moments_by_name)?,
-        ));
+        let m = take(format!("m.{i}"))?;
+        let v = take(format!("v.{i}"))?;
+        moments.push((m, v));
     }
-    optimizer.restore(step, moments)?;
+    optimizer.restore(step, moments).map_err(|e| {
+        Error::invalid(format!(
+            "cannot resume from {}: its optimizer state does not fit the student {} ({e})",
+            dir.display(),
+            student.files().name
+        ))
+        .with_hint(
+            "resume with the student model the run started with, or start a new run in another run.output_dir",
+        )
+    })?;
     Ok(state)
+}
+
+/// A checkpoint file that cannot be read: name it, and the checkpoint before it (if any) to
+/// resume from instead.
+fn damaged(dir: &Path, file: &Path, cause: &str) -> Error {
+    let previous = dir.parent().and_then(|output_dir| {
+        let all = list(output_dir).ok()?;
+        let (step, _) = all.iter().find(|(_, path)| path == dir)?;
+        all.iter()
+            .rev()
+            .find(|(earlier, _)| earlier < step)
+            .map(|(_, path)| path.clone())
+    });
+    let hint = match previous {
+        Some(previous) => format!(
+            "the checkpoint is damaged: move {} away and run again with --resume to continue from the previous checkpoint {}",
+            dir.display(),
+            previous.display()
+        ),
+        None => format!(
+            "the checkpoint is damaged and there is no earlier one: move {} away and run again with --resume to start from step 0",
+            dir.display()
+        ),
+    };
+    Error::input(
+        file,
+        None,
+        format!("cannot resume from this checkpoint: {cause}"),
+    )
+    .with_hint(hint)
 }
 
 /// The run's append-only logs that exist now: `metrics.jsonl` and the evaluators'

@@ -6,6 +6,8 @@ pub mod evals;
 mod finish;
 pub mod optim;
 pub mod plan;
+pub mod preflight;
+pub mod resume;
 pub mod schedule;
 mod trainer;
 

@@ -23,6 +23,26 @@ pub struct PlannedLoss {
     pub labels: LabelSource,
     /// Its weight in the total.
     pub weight: f64,
+    /// Its key in metrics.jsonl: `loss/<kind>`, and for the second and later loss of the same
+    /// kind `loss/<kind>_2`, `loss/<kind>_3`, ... (in recipe order), so each is logged apart.
+    pub log_key: String,
+}
+
+/// The metrics keys of losses of these kinds, in order: `loss/<kind>` for the first of a kind,
+/// `loss/<kind>_N` for the N-th.
+pub fn loss_log_keys<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let count = seen.entry(kind).or_insert(0);
+            *count += 1;
+            match *count {
+                1 => format!("loss/{kind}"),
+                n => format!("loss/{kind}_{n}"),
+            }
+        })
+        .collect()
 }
 
 /// Everything a training run needs, validated.
@@ -237,7 +257,13 @@ impl Plan {
                 loss,
                 labels: section.labels,
                 weight: section.weight,
+                log_key: String::new(),
             });
+        }
+        let kinds: Vec<String> = losses.iter().map(|l| l.loss.kind().to_string()).collect();
+        let keys = loss_log_keys(kinds.iter().map(String::as_str));
+        for (planned, key) in losses.iter_mut().zip(keys) {
+            planned.log_key = key;
         }
         let (train_source, eval_source, columns) = training_sources(&recipe)?;
         let mut rows_per_epoch = count_rows(&train_source)?;
@@ -284,6 +310,9 @@ impl Plan {
                 &recipe.source.path,
                 recipe.student.num_labels,
             )?);
+        }
+        if let Some(wanted) = &recipe.train.metric_for_best_model {
+            super::preflight::check_best_metric(wanted, &evaluators)?;
         }
         Ok(Self {
             recipe,

@@ -55,6 +55,8 @@ pub struct TrainReport {
     pub eval_pairs: usize,
     /// Teacher-score cache hits and misses of this process (recipe `[cache]`).
     pub cache: Option<crate::cache::CacheCounts>,
+    /// Steps skipped for non-finite values (`train.on_nan = "skip"`), over the whole run.
+    pub skipped_steps: usize,
 }
 
 /// Seed of the dropout stream of one micro-batch.
@@ -141,10 +143,7 @@ fn run_training(
     create_dir_all(&output_dir)?;
     let _lock = lock_run_dir(&output_dir)?;
     checkpoint::remove_stale_temporaries(&output_dir)?;
-    write_atomic(
-        &output_dir.join("recipe.resolved.toml"),
-        plan.recipe.to_resolved_toml().as_bytes(),
-    )?;
+    let resolved = plan.recipe.to_resolved_toml();
     let metrics_path = output_dir.join("metrics.jsonl");
 
     let train = plan.recipe.train.clone();
@@ -160,6 +159,7 @@ fn run_training(
     if resume {
         match checkpoint::latest(&output_dir)? {
             Some(dir) => {
+                super::resume::check_same_run(&dir, &output_dir, &resolved)?;
                 state = checkpoint::load(&dir, &plan.student, &mut optimizer)?;
                 checkpoint::rewind_logs(&output_dir, Some(&state))?;
                 progress.message(&format!(
@@ -186,6 +186,11 @@ fn run_training(
         // Logs of an earlier run that died before its first checkpoint.
         checkpoint::rewind_logs(&output_dir, None)?;
     }
+    // Written after the resume check, which compares with the run's own copy.
+    write_atomic(
+        &output_dir.join(super::resume::RECIPE_FILE),
+        resolved.as_bytes(),
+    )?;
 
     // Held-out agreement: the student's scores before training are taken here (and kept in the
     // checkpoints); the producer's teacher scores the held-out pairs when it is otherwise idle,
@@ -242,6 +247,7 @@ fn run_training(
         let mut micro_batches = 0usize;
         let mut pairs = 0usize;
         let mut batch_lines: Vec<usize> = Vec::new();
+        let mut teacher_nan: Option<String> = None;
         for micro in 0..train.gradient_accumulation {
             let batch = match producer.next_batch() {
                 Some(batch) => batch?,
@@ -253,6 +259,19 @@ fn run_training(
             state.position = batch.position;
             batch_lines.extend(batch.examples.iter().map(|r| r.line));
             pairs += batch_pairs(&batch);
+            if let Some(bad) = non_finite_teacher_score(&batch, &plan.recipe.data.train.resolved())
+            {
+                if train.on_nan == OnNan::Stop {
+                    return Err(Error::invalid(format!(
+                        "step {}: the teacher scored {bad}",
+                        state.step + 1
+                    ))
+                    .with_hint("check the teacher model (its weights or its ONNX export give non-finite scores for these pairs), or set train.on_nan = \"skip\" to skip such batches"));
+                }
+                teacher_nan.get_or_insert(bad);
+                micro_batches += 1;
+                continue;
+            }
             let (value, parts) = micro_step(
                 &mut plan,
                 &batch,
@@ -273,7 +292,9 @@ fn run_training(
         }
         let scale = 1.0 / micro_batches as f64;
         step_loss *= scale;
-        let non_finite = !step_loss.is_finite() || grads.iter().flatten().any(|g| !g.is_finite());
+        let non_finite = teacher_nan.is_some()
+            || !step_loss.is_finite()
+            || grads.iter().flatten().any(|g| !g.is_finite());
         if non_finite {
             match train.on_nan {
                 OnNan::Stop => {
@@ -286,13 +307,18 @@ fn run_training(
                     .with_hint("lower train.learning_rate, check those rows and the teacher's scores for NaN/inf, or set train.on_nan = \"skip\" to skip such batches"));
                 }
                 OnNan::Skip => {
+                    let cause = match &teacher_nan {
+                        Some(bad) => format!("the teacher scored {bad}"),
+                        None => format!("non-finite loss or gradient (loss {step_loss})"),
+                    };
                     progress.message(&format!(
-                        "step {}: non-finite loss or gradient (loss {step_loss}), batch skipped (rows at lines {:?} of {})",
+                        "step {}: {cause}, batch skipped (rows at lines {:?} of {})",
                         state.step + 1,
                         batch_lines,
                         plan.recipe.data.train.resolved(),
                     ));
                     state.step += 1;
+                    state.skipped_steps += 1;
                     continue;
                 }
             }
@@ -338,6 +364,7 @@ fn run_training(
                 &plan.student,
                 &optimizer,
                 &state,
+                &resolved,
                 train.save_total_limit,
             )?;
             progress.message(&format!("saved {}", dir.display()));
@@ -346,6 +373,7 @@ fn run_training(
     // The producer goes on to the held-out pairs (if it has not yet) while the trainer
     // checkpoints and evaluates.
     producer.end_batches();
+    check_skipped(state.skipped_steps, state.step)?;
 
     // The final checkpoint, then the final evaluation and the final model. The checkpoint comes
     // first so that a run killed during what follows resumes from it and redoes all of it
@@ -356,6 +384,7 @@ fn run_training(
         &plan.student,
         &optimizer,
         &state,
+        &resolved,
         train.save_total_limit,
     )?;
     let final_results = if plan.evaluators.is_empty() {
@@ -405,6 +434,7 @@ fn run_training(
         agreement_after: state.agreement_after,
         eval_pairs,
         cache: plan.cache.as_ref().map(|c| c.snapshot()),
+        skipped_steps: state.skipped_steps,
     })
 }
 
@@ -508,6 +538,68 @@ fn run_evaluation(
     Ok(results)
 }
 
+/// Most steps a run may skip (`train.on_nan = "skip"`), as a fraction of its steps: a run that
+/// skipped more learned from too little of its data to be reported as a success.
+pub const MAX_SKIPPED_FRACTION: f64 = 0.5;
+
+/// Fail a run that skipped every step, or more than [`MAX_SKIPPED_FRACTION`] of them.
+fn check_skipped(skipped: usize, steps: usize) -> Result<()> {
+    if skipped == 0 || (skipped as f64) <= MAX_SKIPPED_FRACTION * steps as f64 {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{skipped} of {steps} steps were skipped (train.on_nan = \"skip\"): non-finite teacher scores, losses or gradients; the student was {} trained",
+        if skipped == steps { "not" } else { "barely" }
+    ))
+    .with_hint(format!(
+        "the log names the rows of each skipped batch: fix them (or the teacher, or lower train.learning_rate) and train again; a run may skip at most {}% of its steps",
+        (MAX_SKIPPED_FRACTION * 100.0) as usize
+    )))
+}
+
+/// The first non-finite teacher score of a batch, with its pair and row, and how many more the
+/// batch holds; `None` when every score is finite (or there are none).
+fn non_finite_teacher_score(batch: &Batch, train_file: &str) -> Option<String> {
+    let scores = batch.teacher_scores.as_ref()?;
+    let mut first: Option<String> = None;
+    let mut count = 0usize;
+    for (example, example_scores) in batch.examples.iter().zip(scores) {
+        for (index, score) in example_scores.iter().enumerate() {
+            if score.is_finite() {
+                continue;
+            }
+            count += 1;
+            if first.is_none() {
+                let pair = teacher_pairs(example, None)
+                    .ok()
+                    .and_then(|pairs| pairs.get(index).copied())
+                    .map_or_else(
+                        || format!("pair {}", index + 1),
+                        |(query, document)| {
+                            format!("({:?}, {:?})", shorten(query), shorten(document))
+                        },
+                    );
+                first = Some(format!(
+                    "{score} for {pair} of the row at line {} of {train_file}",
+                    example.line
+                ));
+            }
+        }
+    }
+    first.map(|first| match count {
+        1 => first,
+        n => format!("{first}, and {} more non-finite scores in the batch", n - 1),
+    })
+}
+
+/// A text cut to its first 60 characters, for messages.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// A loss's complaint about a batch (a label out of range, a wrong number of columns), told with
 /// the file and lines of the rows it holds: losses see a batch, the user knows the file.
 fn in_batch(error: Error, batch: &Batch, train_file: &str) -> Error {
@@ -573,7 +665,7 @@ fn micro_step(
         };
         let mut dropout = Dropout::new(seed);
         let value = planned.loss.compute(&plan.student, &input, &mut dropout)?;
-        let kind = format!("loss/{}", planned.loss.kind());
+        let kind = planned.log_key.clone();
         match value {
             LossValue::Graph(loss) => {
                 let scalar = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;

@@ -10,6 +10,7 @@ mod mine;
 mod model_parity;
 mod model_training;
 mod multilingual;
+mod non_finite;
 mod onnx_teacher;
 mod pipeline;
 mod predict_cli;

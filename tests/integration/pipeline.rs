@@ -336,6 +336,64 @@ fn resume_position_skips_batches_already_trained() {
     }
 }
 
+/// Scores a pair by its text and the first pair of the call it came in: like a real teacher's
+/// last bits, which depend on the padding of the call's other pairs.
+struct GroupingSensitive;
+
+impl Teacher for GroupingSensitive {
+    fn score(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
+        let first = pairs.first().map_or(0.0, |(q, p)| fake_score(q, p));
+        Ok(pairs
+            .iter()
+            .map(|(q, p)| fake_score(q, p) + first * 1e-3 + pairs.len() as f32)
+            .collect())
+    }
+    fn fingerprint(&self) -> String {
+        "grouping".into()
+    }
+    fn describe(&self) -> String {
+        "grouping-sensitive teacher".into()
+    }
+}
+
+#[test]
+fn a_resumed_producer_scores_in_the_same_teacher_calls_as_an_uninterrupted_one() {
+    // 23 rows in batches of 4 over 2 epochs; teacher calls of at least 10 pairs (3 batches, the
+    // last of an epoch shorter). Resuming at any position, also inside a call, gives the
+    // uninterrupted run's scores for every batch that follows.
+    let dir = tempfile::tempdir().unwrap();
+    let mut full_config = config(write_rows(dir.path(), 23, "pair"), 8);
+    full_config.shuffle = true;
+    full_config.epochs = 2;
+    full_config.teacher_pairs = 10;
+    let all: Vec<_> = {
+        let mut p =
+            Producer::spawn(full_config.clone(), Some(Box::new(GroupingSensitive))).unwrap();
+        std::iter::from_fn(|| p.next_batch())
+            .map(|b| b.unwrap())
+            .collect()
+    };
+    assert_eq!(all.len(), 12);
+    for resume_after in 0..all.len() {
+        let mut resumed_config = full_config.clone();
+        resumed_config.start = all[resume_after].position;
+        let mut p = Producer::spawn(resumed_config, Some(Box::new(GroupingSensitive))).unwrap();
+        let rest: Vec<_> = std::iter::from_fn(|| p.next_batch())
+            .map(|b| b.unwrap())
+            .collect();
+        assert_eq!(rest.len(), all.len() - resume_after - 1);
+        for (a, b) in rest.iter().zip(&all[resume_after + 1..]) {
+            assert_eq!(a.examples, b.examples, "resumed after batch {resume_after}");
+            assert_eq!(a.position, b.position, "resumed after batch {resume_after}");
+            assert_eq!(
+                a.teacher_scores, b.teacher_scores,
+                "teacher scores of the batch ending at {:?}, resumed after batch {resume_after}",
+                b.position
+            );
+        }
+    }
+}
+
 #[test]
 fn parallel_columns_label_every_language_with_the_teacher_score_of_its_row() {
     // Rows hold one pair in English and German; the teacher reads English, the student trains on

@@ -429,3 +429,258 @@ fn a_second_run_on_a_locked_run_directory_names_the_first() {
         "{message}"
     );
 }
+
+/// The tiny XLM-R teaches the tiny BERT with MSE on teacher scores computed on the fly (no
+/// cache): 64 pairs of varied lengths in batches of 4 over 2 epochs (32 steps), a checkpoint
+/// every step. Teacher batches of 4 pairs make a teacher call 8 training batches long.
+fn write_teacher_recipe(dir: &Path) -> PathBuf {
+    let mut random = Random(77);
+    let lines: Vec<String> = (0..64)
+        .map(|_| {
+            let query_words = 2 + random.below(5);
+            let passage_words = 3 + random.below(18);
+            serde_json::json!({
+                "query": random.words(query_words),
+                "passage": random.words(passage_words),
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("train.jsonl"), lines.join("\n") + "\n").unwrap();
+    let text = format!(
+        r#"version = 1
+[run]
+output_dir = "run"
+seed = 5
+[teacher]
+kind = "candle"
+model = "{teacher}"
+batch_size = 4
+[student]
+model = "{student}"
+max_length = 32
+[data.train]
+path = "train.jsonl"
+columns = ["query", "passage"]
+[[loss]]
+kind = "mse"
+labels = "teacher"
+[train]
+epochs = 2
+batch_size = 4
+learning_rate = 5e-3
+log_every = 1
+save_every = 1
+"#,
+        teacher = fixture("tiny-xlmr-ce").display(),
+        student = fixture("tiny-bert-ce").display()
+    );
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_run_killed_inside_a_teacher_call_resumes_bit_for_bit_without_a_cache() {
+    // Teacher scores depend in their last bits on the other pairs of their teacher call
+    // (padding), so a resumed producer must score in the same calls as an uninterrupted one.
+    let window = 8;
+    let root = tempfile::tempdir().unwrap();
+    let reference_dir = root.path().join("reference");
+    std::fs::create_dir(&reference_dir).unwrap();
+    let recipe = write_teacher_recipe(&reference_dir);
+    let full = crossdistill(&["train", recipe.to_str().unwrap()]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let reference_run = reference_dir.join("run");
+    let reference_weights = weights(&reference_run.join("final"));
+    let reference_metrics = metrics(&reference_run);
+    // Kill while checkpoints 3 (epoch 0), 13 (epoch 0, second call) and 21 (epoch 1) are written.
+    for (trial, nth) in [3usize, 13, 21].into_iter().enumerate() {
+        let dir = root.path().join(format!("trial-{trial}"));
+        std::fs::create_dir(&dir).unwrap();
+        let recipe = write_teacher_recipe(&dir);
+        let run = dir.join("run");
+        let moment = Moment::CheckpointWrite {
+            nth,
+            extra: Duration::ZERO,
+        };
+        let killed = run_and_kill(&recipe, false, moment, &dir.join("first.log"));
+        assert!(killed.interrupted && killed.had_checkpoint, "{killed:?}");
+        let (step, _) = checkpoint_steps(&run).pop().unwrap();
+        assert!(
+            step % window != 0,
+            "trial {trial}: the kill left checkpoint {step}, at the end of a teacher call"
+        );
+        let resumed = crossdistill(&["train", recipe.to_str().unwrap(), "--resume"]);
+        assert!(
+            resumed.status.success(),
+            "trial {trial}: {}",
+            stderr(&resumed)
+        );
+        assert!(
+            stderr(&resumed).contains(&format!("(step {step})")),
+            "trial {trial}: {}",
+            stderr(&resumed)
+        );
+        let got = weights(&run.join("final"));
+        for (name, want) in &reference_weights {
+            let same = want
+                .iter()
+                .zip(&got[name])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "trial {trial} (resumed at step {step}): {name} differs from the uninterrupted run by {}",
+                crate::common::max_abs_diff(want, &got[name])
+            );
+        }
+        assert_same_metrics(&reference_metrics, &metrics(&run), trial);
+    }
+}
+
+/// The complete checkpoints of a run directory, by step.
+fn checkpoint_steps(run: &Path) -> Vec<(usize, PathBuf)> {
+    let mut steps: Vec<(usize, PathBuf)> = names_in(run)
+        .into_iter()
+        .filter_map(|name| {
+            let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            let dir = run.join(&name);
+            dir.join("trainer_state.json")
+                .is_file()
+                .then_some((step, dir))
+        })
+        .collect();
+    steps.sort();
+    steps
+}
+
+#[test]
+fn resume_refuses_another_run_and_names_damaged_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    write_scored_pairs(dir.path(), 48, 8);
+    // The student is a copy, so that another model can take its place under the same path.
+    let student = dir.path().join("student");
+    std::fs::create_dir(&student).unwrap();
+    for entry in std::fs::read_dir(fixture("tiny-bert-ce")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), student.join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(write_recipe(dir.path()))
+        .unwrap()
+        .replace(&fixture("tiny-bert-ce").display().to_string(), "student");
+    let recipe = dir.path().join("recipe.toml");
+    std::fs::write(&recipe, text).unwrap();
+    let recipe = recipe.to_str().unwrap();
+    let run = dir.path().join("run");
+    let full = crossdistill(&["train", recipe]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let refused = |args: &[&str]| -> String {
+        let mut all = vec!["train", recipe, "--resume"];
+        all.extend_from_slice(args);
+        let output = crossdistill(&all);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let text = stderr(&output);
+        let last = text.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("error: "), "{text}");
+        last
+    };
+
+    // Changes that alter the run are refused, each named with both values.
+    let other_data = format!(
+        "data.train.path={}",
+        dir.path().join("eval.jsonl").display()
+    );
+    let message = refused(&[
+        "--set",
+        "train.batch_size=8",
+        "--set",
+        &other_data,
+        "--set",
+        "train.log_every=5",
+    ]);
+    let checkpoint = run.join("checkpoint-24");
+    assert!(
+        message.contains(&format!("cannot resume {}", checkpoint.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains("in 2 keys that change what the run computes"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "data.train.path: \"{}\" → \"{}\"",
+            dir.path().join("train.jsonl").display(),
+            dir.path().join("eval.jsonl").display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("train.batch_size: 4 → 8"), "{message}");
+    assert!(!message.contains("log_every:"), "{message}");
+    assert!(
+        message.contains("only run.output_dir, train.log_every"),
+        "{message}"
+    );
+    let message = refused(&["--set", "loss.0.kind=margin_mse", "--set", "run.seed=12"]);
+    assert!(
+        message.contains("loss.0.kind: \"mse\" → \"margin_mse\"; run.seed: 11 → 12"),
+        "{message}"
+    );
+
+    // Cadences may change.
+    let resumed = crossdistill(&["train", recipe, "--resume", "--set", "train.log_every=5"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+
+    // Another model at the student's path: the checkpoint's weights do not fit it.
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        let from = fixture("tiny-xlmr-ce").join(name);
+        if from.is_file() {
+            std::fs::copy(from, student.join(name)).unwrap();
+        }
+    }
+    let message = refused(&[]);
+    assert!(
+        message.contains(&format!(
+            "cannot resume from {}: its model.safetensors does not fit the student",
+            checkpoint.display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("resume with the student model the run started with"),
+        "{message}"
+    );
+    for entry in std::fs::read_dir(fixture("tiny-bert-ce")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), student.join(entry.file_name())).unwrap();
+    }
+
+    // A damaged checkpoint file is named, with the checkpoint before it.
+    std::fs::write(checkpoint.join("model.safetensors"), b"\x07\x00").unwrap();
+    let message = refused(&[]);
+    assert!(
+        message.contains(&format!(
+            "{}: cannot resume from this checkpoint:",
+            checkpoint.join("model.safetensors").display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "move {} away and run again with --resume to continue from the previous checkpoint {}",
+            checkpoint.display(),
+            run.join("checkpoint-22").display()
+        )),
+        "{message}"
+    );
+}

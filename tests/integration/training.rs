@@ -533,3 +533,30 @@ fn training_evaluations_report_their_progress() {
     assert_eq!(dones, [0, 3, 6, 8], "{:?}", progress.calls);
     assert!(progress.calls.iter().all(|c| c.0 == "dev" && c.2 == 8));
 }
+
+#[test]
+fn two_losses_of_one_kind_are_logged_apart() {
+    // loss/<kind> for the first loss of a kind, loss/<kind>_2 for the second; the total is their
+    // weighted sum.
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "max_steps = 2");
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(
+        "[[loss]]\nkind = \"mse\"\nlabels = \"teacher\"\n",
+        "[[loss]]\nkind = \"mse\"\nlabels = \"teacher\"\n[[loss]]\nkind = \"mse\"\nlabels = \"data\"\nweight = 0.5\n",
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let run = crossdistill(&["train", recipe.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+    let row: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let (teacher, data) = (
+        row["loss/mse"].as_f64().unwrap(),
+        row["loss/mse_2"].as_f64().unwrap(),
+    );
+    assert_ne!(teacher, data, "{row}");
+    let total = row["loss"].as_f64().unwrap();
+    assert!(
+        (total - (teacher + 0.5 * data)).abs() < 1e-6 * total.abs().max(1.0),
+        "{row}"
+    );
+}

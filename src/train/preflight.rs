@@ -1,0 +1,104 @@
+//! What `recipe check` verifies beyond the recipe's own text, without loading a model: the
+//! data files exist and have the columns the recipe names, local models exist (with their config, weights and tokenizer), the evaluators
+//! can read their data, and `train.metric_for_best_model` names one of their metrics.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::model::{looks_like_hub_id, ModelFiles};
+use crate::recipe::{ModelRef, Problem, Recipe};
+
+use super::evals::from_section;
+use super::finish::best_metric_key;
+use super::plan::training_sources;
+
+/// Every problem of the files and models `recipe` names; `display_path` is the recipe as the
+/// user named it (problems are reported against it).
+pub fn check_inputs(recipe: &Recipe, display_path: &Path) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut report = |key: &str, line: Option<usize>, error: Error| {
+        problems.push(Problem {
+            path: display_path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: error.to_string(),
+            hint: None,
+        })
+    };
+    if let Err(error) = missing_model(&recipe.student.model) {
+        report("student.model", None, error);
+    }
+    for (index, teacher) in recipe.teachers.iter().enumerate() {
+        if let Err(error) = missing_model(&teacher.model) {
+            report(&format!("teacher.{index}.model"), teacher.line, error);
+        }
+    }
+    match training_sources(recipe) {
+        Err(error) => report("data", None, error),
+        Ok((train, eval, _)) => {
+            let remote = |section: &crate::recipe::DataSection| section.is_remote();
+            if !remote(&recipe.data.train) {
+                if let Err(error) = train.open() {
+                    report("data.train", None, error);
+                }
+            }
+            if let (Some(source), Some(section)) = (eval, &recipe.data.eval) {
+                if !remote(section) {
+                    if let Err(error) = source.open() {
+                        report("data.eval", None, error);
+                    }
+                }
+            }
+        }
+    }
+    let mut evaluators = Vec::new();
+    for (index, section) in recipe.evals.iter().enumerate() {
+        match from_section(section, &recipe.source.path, recipe.student.num_labels) {
+            Ok(evaluator) => evaluators.push(evaluator),
+            Err(error) => report(&format!("eval.{index}"), section.line, error),
+        }
+    }
+    if let (Some(wanted), true) = (
+        &recipe.train.metric_for_best_model,
+        evaluators.len() == recipe.evals.len(),
+    ) {
+        if let Err(error) = check_best_metric(wanted, &evaluators) {
+            report("train.metric_for_best_model", None, error);
+        }
+    }
+    problems
+}
+
+/// `metric_for_best_model` must name exactly one metric of the evaluators (see
+/// [`best_metric_key`] for the accepted spellings). Evaluators that cannot tell their metrics
+/// before evaluating leave the check to the first evaluation.
+pub fn check_best_metric(wanted: &str, evaluators: &[Box<dyn Evaluator>]) -> Result<()> {
+    if evaluators.is_empty() {
+        return Err(Error::invalid(format!(
+            "train.metric_for_best_model = {wanted:?}, but the recipe has no [[eval]] to measure it"
+        ))
+        .with_hint("add an [[eval]] section, or remove train.metric_for_best_model"));
+    }
+    let mut available = BTreeMap::new();
+    for evaluator in evaluators {
+        let names = evaluator.metric_names();
+        if names.is_empty() {
+            return Ok(());
+        }
+        for metric in names {
+            available.insert(format!("eval/{}/{metric}", evaluator.name()), 0.0);
+        }
+    }
+    best_metric_key(wanted, &available).map(|_| ())
+}
+
+/// A model reference that is not a hub id must be a local model directory: located as loading
+/// it would (same errors), without reading its weights. Hub ids are not looked up (no network).
+fn missing_model(model: &ModelRef) -> Result<()> {
+    if looks_like_hub_id(&model.spec) {
+        return Ok(());
+    }
+    ModelFiles::locate(&model.spec, Some(&model.base_dir)).map(|_| ())
+}
