@@ -10,8 +10,8 @@ use super::progress;
 use super::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic_with;
-use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
-use crate::teacher::OnnxTeacher;
+use crate::model::{parse_device, LoadOptions, PairScorer, ScoreActivation};
+use crate::teacher::{load_pair_scorer, OnnxTeacher};
 
 /// Which activation to apply to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,7 +186,7 @@ pub fn read_pair_rows(path: &Path) -> Result<Vec<PairRow>> {
 
 /// Score `rows` and return them with `score` added (a number, or a list for several labels).
 pub fn score_rows(
-    model: &CrossEncoder,
+    model: &dyn PairScorer,
     rows: Vec<PairRow>,
     batch_size: usize,
     activation: ScoreActivation,
@@ -263,11 +263,11 @@ pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
                 max_length: args.max_length,
                 ..LoadOptions::default()
             };
-            let model = CrossEncoder::load(&args.model, None, &options)?;
+            let model = load_pair_scorer(&args.model, None, &options)?;
             let rows = read_pair_rows(&args.input)?;
             let activation = args.activation.resolve(model.default_activation());
             let bar = progress::bar(rows.len() as u64, "pairs");
-            let scored = score_rows(&model, rows, args.batch_size, activation, &mut |n| {
+            let scored = score_rows(model.as_ref(), rows, args.batch_size, activation, &mut |n| {
                 bar.inc(n as u64)
             })?;
             bar.finish_and_clear();
