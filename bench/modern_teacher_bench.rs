@@ -26,7 +26,11 @@ fn read_pairs(path: &str) -> Result<Vec<(String, String)>> {
             let row: Value = serde_json::from_str(line)?;
             match (row["query"].as_str(), row["passage"].as_str()) {
                 (Some(q), Some(p)) => Ok((q.to_string(), p.to_string())),
-                _ => Err(Error::input(path, Some(i + 1), "expected query and passage")),
+                _ => Err(Error::input(
+                    path,
+                    Some(i + 1),
+                    "expected query and passage",
+                )),
             }
         })
         .collect()
@@ -40,7 +44,10 @@ fn main() -> Result<()> {
         ));
     }
     let pairs = read_pairs(&args[0])?;
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let reps: usize = args[1]
         .parse()
         .map_err(|_| Error::invalid("REPS must be a number"))?;

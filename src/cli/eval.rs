@@ -307,7 +307,8 @@ pub(super) fn run(args: EvalArgs) -> Result<Outcome> {
         tracing::info!("evaluating {}", evaluator.name());
         let bar = progress::bar(evaluator.pair_count() as u64, "pairs");
         bar.set_message(evaluator.name().to_string());
-        let metrics = evaluator.evaluate_with_progress(model.as_ref(), &mut |n| bar.inc(n as u64))?;
+        let metrics =
+            evaluator.evaluate_with_progress(model.as_ref(), &mut |n| bar.inc(n as u64))?;
         bar.finish_and_clear();
         if let Some(dir) = &args.csv_dir {
             write_csv(dir, evaluator.name(), 0, &metrics)?;

@@ -265,7 +265,11 @@ pub(super) fn run(args: MineArgs) -> Result<Outcome> {
                 },
             )?;
             let activation = args.teacher_activation.resolve(model.default_activation());
-            Some(CandleTeacher::from_boxed(model, args.batch_size, activation)?)
+            Some(CandleTeacher::from_boxed(
+                model,
+                args.batch_size,
+                activation,
+            )?)
         }
         None => None,
     };

@@ -267,9 +267,13 @@ pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
             let rows = read_pair_rows(&args.input)?;
             let activation = args.activation.resolve(model.default_activation());
             let bar = progress::bar(rows.len() as u64, "pairs");
-            let scored = score_rows(model.as_ref(), rows, args.batch_size, activation, &mut |n| {
-                bar.inc(n as u64)
-            })?;
+            let scored = score_rows(
+                model.as_ref(),
+                rows,
+                args.batch_size,
+                activation,
+                &mut |n| bar.inc(n as u64),
+            )?;
             bar.finish_and_clear();
             scored
         }

@@ -28,7 +28,10 @@ use crate::model::{LoadOptions, ModelFiles, PairScorer, ScoreActivation};
 use crate::tokenize::PairTokenizer;
 
 /// transformers' `DebertaV2Config` defaults for keys a config.json may leave out.
-const DEFAULTS: &[(&str, fn(&Value) -> Value)] = &[
+/// A config key and its default, computed from the rest of the config.
+type KeyDefault = (&'static str, fn(&Value) -> Value);
+
+const DEFAULTS: &[KeyDefault] = &[
     ("hidden_act", |_| Value::from("gelu")),
     ("hidden_dropout_prob", |_| Value::from(0.1)),
     ("attention_probs_dropout_prob", |_| Value::from(0.1)),
@@ -40,7 +43,9 @@ const DEFAULTS: &[(&str, fn(&Value) -> Value)] = &[
     ("max_relative_positions", |_| Value::from(-1)),
     ("position_biased_input", |_| Value::from(true)),
     ("pos_att_type", |_| Value::Array(Vec::new())),
-    ("pooler_hidden_size", |raw| raw.get("hidden_size").cloned().unwrap_or(Value::Null)),
+    ("pooler_hidden_size", |raw| {
+        raw.get("hidden_size").cloned().unwrap_or(Value::Null)
+    }),
     ("pooler_dropout", |_| Value::from(0.0)),
     ("pooler_hidden_act", |_| Value::from("gelu")),
 ];
@@ -82,17 +87,30 @@ impl DebertaV2Config {
         }
         // candle-transformers sizes its classifier from id2label; transformers may write only
         // num_labels.
-        if object.get("id2label").and_then(Value::as_object).is_none_or(|m| m.len() != labels) {
-            let id2label: serde_json::Map<String, Value> =
-                (0..labels).map(|i| (i.to_string(), Value::from(format!("LABEL_{i}")))).collect();
+        if object
+            .get("id2label")
+            .and_then(Value::as_object)
+            .is_none_or(|m| m.len() != labels)
+        {
+            let id2label: serde_json::Map<String, Value> = (0..labels)
+                .map(|i| (i.to_string(), Value::from(format!("LABEL_{i}"))))
+                .collect();
             object.insert("id2label".into(), Value::Object(id2label));
         }
         object.remove("label2id");
         let inner: debertav2::Config = serde_json::from_value(patched).map_err(|e| {
-            Error::input(path, None, format!("not a DeBERTa-v2 config as candle-transformers reads it: {e}"))
-                .with_hint("hidden_act and pooler_hidden_act must be gelu, gelu_approximate or relu")
+            Error::input(
+                path,
+                None,
+                format!("not a DeBERTa-v2 config as candle-transformers reads it: {e}"),
+            )
+            .with_hint("hidden_act and pooler_hidden_act must be gelu, gelu_approximate or relu")
         })?;
-        if let Some(bad) = inner.pos_att_type.iter().find(|t| !matches!(t.as_str(), "c2p" | "p2c")) {
+        if let Some(bad) = inner
+            .pos_att_type
+            .iter()
+            .find(|t| !matches!(t.as_str(), "c2p" | "p2c"))
+        {
             return Err(Error::input(
                 path,
                 None,
@@ -152,8 +170,13 @@ impl DebertaV2CrossEncoder {
             .map_err(|e| weights_error(&files, "deberta-v2", e))?;
         let max_length = resolve_max_length(&files, options.max_length, config.max_input_length())?;
         let pad = config.inner.pad_token_id.unwrap_or(0);
-        let pad = u32::try_from(pad)
-            .map_err(|_| Error::input(&files.config, None, format!("`pad_token_id` {pad} is too large")))?;
+        let pad = u32::try_from(pad).map_err(|_| {
+            Error::input(
+                &files.config,
+                None,
+                format!("`pad_token_id` {pad} is too large"),
+            )
+        })?;
         let tokenizer = PairTokenizer::from_file(&files.tokenizer, max_length, pad)?;
         let default_activation = default_activation(&raw, &files, config.num_labels);
         Ok(Self {
@@ -209,10 +232,18 @@ impl PairScorer for DebertaV2CrossEncoder {
             &|batch| {
                 let shape = (batch.batch_size, batch.seq_len);
                 let ids = Tensor::from_vec(batch.input_ids.clone(), shape, &self.device)?;
-                let mask: Vec<u32> = batch.attention_mask.iter().map(|&m| u32::from(m > 0.5)).collect();
+                let mask: Vec<u32> = batch
+                    .attention_mask
+                    .iter()
+                    .map(|&m| u32::from(m > 0.5))
+                    .collect();
                 let mask = Tensor::from_vec(mask, shape, &self.device)?;
                 let type_ids = if self.config.inner.type_vocab_size > 0 {
-                    Some(Tensor::from_vec(batch.type_ids.clone(), shape, &self.device)?)
+                    Some(Tensor::from_vec(
+                        batch.type_ids.clone(),
+                        shape,
+                        &self.device,
+                    )?)
                 } else {
                     None
                 };

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{LoadOptions, ModelFiles, ScoreActivation};
-use crate::tokenize::{length_sorted_order, model_max_length, EncodedPair, PaddedBatch, PairTokenizer};
+use crate::tokenize::{
+    length_sorted_order, model_max_length, EncodedPair, PaddedBatch, PairTokenizer,
+};
 
 /// config.json, parsed.
 pub(crate) fn read_config(path: &Path) -> Result<Value> {
@@ -20,7 +22,11 @@ pub(crate) fn read_config(path: &Path) -> Result<Value> {
     let raw: Value = serde_json::from_str(&text)
         .map_err(|e| Error::input(path, Some(e.line()), format!("invalid JSON: {e}")))?;
     if !raw.is_object() {
-        return Err(Error::input(path, None, "config.json must hold a JSON object"));
+        return Err(Error::input(
+            path,
+            None,
+            "config.json must hold a JSON object",
+        ));
     }
     Ok(raw)
 }
@@ -41,13 +47,15 @@ pub(crate) fn get_usize(raw: &Value, key: &str, path: &Path) -> Result<Option<us
 
 /// `key` as a positive integer; missing or 0 is an error.
 pub(crate) fn require_usize(raw: &Value, key: &str, path: &Path) -> Result<usize> {
-    get_usize(raw, key, path)?.filter(|n| *n > 0).ok_or_else(|| {
-        Error::input(
-            path,
-            None,
-            format!("`{key}` is missing or 0; the model config needs it"),
-        )
-    })
+    get_usize(raw, key, path)?
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            Error::input(
+                path,
+                None,
+                format!("`{key}` is missing or 0; the model config needs it"),
+            )
+        })
 }
 
 /// `key` as a number, when present.
@@ -65,7 +73,11 @@ pub(crate) fn get_bool(raw: &Value, key: &str, path: &Path) -> Result<Option<boo
     match raw.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_bool().map(Some).ok_or_else(|| {
-            Error::input(path, None, format!("`{key}` must be true or false, found {v}"))
+            Error::input(
+                path,
+                None,
+                format!("`{key}` must be true or false, found {v}"),
+            )
         }),
     }
 }
@@ -96,7 +108,11 @@ pub(crate) fn num_labels(raw: &Value, path: &Path) -> Result<usize> {
 /// The activation sentence-transformers' `predict` applies: config.json's
 /// `sentence_transformers.activation_fn` (v4/v5), else config_sentence_transformers.json's
 /// `activation_fn` (v6), else sigmoid for one label and identity for several.
-pub(crate) fn default_activation(raw: &Value, files: &ModelFiles, labels: usize) -> ScoreActivation {
+pub(crate) fn default_activation(
+    raw: &Value,
+    files: &ModelFiles,
+    labels: usize,
+) -> ScoreActivation {
     let saved = raw
         .get("sentence_transformers")
         .and_then(|st| st.get("activation_fn"))
@@ -119,7 +135,12 @@ pub(crate) fn default_activation(raw: &Value, files: &ModelFiles, labels: usize)
 
 /// Check the load options an inference-only model can honour: no layer selection, the
 /// checkpoint's own head.
-pub(crate) fn check_options(options: &LoadOptions, files: &ModelFiles, labels: usize, model_type: &str) -> Result<()> {
+pub(crate) fn check_options(
+    options: &LoadOptions,
+    files: &ModelFiles,
+    labels: usize,
+    model_type: &str,
+) -> Result<()> {
     if options.layers.is_some() {
         return Err(Error::model(
             &files.name,
@@ -130,7 +151,9 @@ pub(crate) fn check_options(options: &LoadOptions, files: &ModelFiles, labels: u
     match options.num_labels {
         Some(n) if n != labels => Err(Error::model(
             &files.name,
-            format!("num_labels {n} asked for, but the {model_type} checkpoint's head has {labels}"),
+            format!(
+                "num_labels {n} asked for, but the {model_type} checkpoint's head has {labels}"
+            ),
         )
         .with_hint("a teacher keeps its own head; leave num_labels unset")),
         _ => Ok(()),
@@ -139,7 +162,11 @@ pub(crate) fn check_options(options: &LoadOptions, files: &ModelFiles, labels: u
 
 /// Truncation length: the one asked for (at most `limit`, the position table), else
 /// min(tokenizer_config `model_max_length`, `limit`).
-pub(crate) fn resolve_max_length(files: &ModelFiles, asked: Option<usize>, limit: usize) -> Result<usize> {
+pub(crate) fn resolve_max_length(
+    files: &ModelFiles,
+    asked: Option<usize>,
+    limit: usize,
+) -> Result<usize> {
     let tokenizer_max = files
         .tokenizer_config
         .as_ref()
@@ -172,7 +199,11 @@ pub(crate) fn var_builder(files: &ModelFiles, device: &Device) -> Result<VarBuil
 
 /// A candle-transformers loading error (a missing tensor, a shape that does not fit
 /// config.json) as a model error.
-pub(crate) fn weights_error(files: &ModelFiles, model_type: &str, error: candle_core::Error) -> Error {
+pub(crate) fn weights_error(
+    files: &ModelFiles,
+    model_type: &str,
+    error: candle_core::Error,
+) -> Error {
     Error::model(
         &files.name,
         format!("the weights do not fit a {model_type} model as config.json describes it: {error}"),

@@ -23,8 +23,7 @@ use serde_json::Value;
 
 use super::inference::{
     check_options, default_activation, get_bool, get_f64, get_str, get_usize, num_labels,
-    predict_in_batches, read_config, require_usize, resolve_max_length, var_builder,
-    weights_error,
+    predict_in_batches, read_config, require_usize, resolve_max_length, var_builder, weights_error,
 };
 use crate::error::{Error, Result};
 use crate::model::{LoadOptions, ModelFiles, PairScorer, ScoreActivation};
@@ -114,7 +113,8 @@ impl ModernBertConfig {
             ));
         }
         let num_hidden_layers = require_usize(raw, "num_hidden_layers", path)?;
-        let max_position_embeddings = get_usize(raw, "max_position_embeddings", path)?.unwrap_or(8192);
+        let max_position_embeddings =
+            get_usize(raw, "max_position_embeddings", path)?.unwrap_or(8192);
         let local_attention = get_usize(raw, "local_attention", path)?.unwrap_or(128);
         if local_attention > max_position_embeddings {
             return Err(Error::input(
@@ -166,7 +166,11 @@ impl ModernBertConfig {
                 .or(get_f64(raw, "layer_norm_eps", path)?)
                 .unwrap_or(1e-5),
             pad_token_id: u32::try_from(pad_token_id).map_err(|_| {
-                Error::input(path, None, format!("`pad_token_id` {pad_token_id} is too large"))
+                Error::input(
+                    path,
+                    None,
+                    format!("`pad_token_id` {pad_token_id} is too large"),
+                )
             })?,
             global_attn_every_n_layers: global_every,
             global_rope_theta,
@@ -188,9 +192,14 @@ impl ModernBertConfig {
 /// present, else `global_attn_every_n_layers`.
 fn global_every(raw: &Value, path: &std::path::Path, layers: usize) -> Result<usize> {
     let Some(types) = raw.get("layer_types").filter(|v| !v.is_null()) else {
-        let every = get_usize(raw, "global_attn_every_n_layers", path)?.unwrap_or(DEFAULT_GLOBAL_EVERY);
+        let every =
+            get_usize(raw, "global_attn_every_n_layers", path)?.unwrap_or(DEFAULT_GLOBAL_EVERY);
         if every == 0 {
-            return Err(Error::input(path, None, "`global_attn_every_n_layers` is 0; it must be at least 1"));
+            return Err(Error::input(
+                path,
+                None,
+                "`global_attn_every_n_layers` is 0; it must be at least 1",
+            ));
         }
         return Ok(every);
     };
@@ -218,8 +227,16 @@ fn global_every(raw: &Value, path: &std::path::Path, layers: usize) -> Result<us
         })
         .collect::<Result<_>>()?;
     // candle-transformers makes layer i global exactly when i % n == 0.
-    let every = global.iter().skip(1).position(|g| *g).map_or(layers.max(1), |i| i + 1);
-    if global.iter().enumerate().any(|(i, g)| *g != (i % every == 0)) {
+    let every = global
+        .iter()
+        .skip(1)
+        .position(|g| *g)
+        .map_or(layers.max(1), |i| i + 1);
+    if global
+        .iter()
+        .enumerate()
+        .any(|(i, g)| *g != (i % every == 0))
+    {
         return Err(Error::input(
             path,
             None,
@@ -251,9 +268,15 @@ fn rope_thetas(raw: &Value, path: &std::path::Path) -> Result<(f64, f64)> {
                 ))
             }
         }
-        Ok(entry.get("rope_theta").and_then(Value::as_f64).unwrap_or(fallback))
+        Ok(entry
+            .get("rope_theta")
+            .and_then(Value::as_f64)
+            .unwrap_or(fallback))
     };
-    Ok((theta("full_attention", old_global)?, theta("sliding_attention", old_local)?))
+    Ok((
+        theta("full_attention", old_global)?,
+        theta("sliding_attention", old_local)?,
+    ))
 }
 
 /// A `ModernBertForSequenceClassification` checkpoint in inference.
@@ -297,8 +320,13 @@ impl ModernBertCrossEncoder {
         };
         let (backbone, dense, norm, classifier) =
             load().map_err(|e| weights_error(&files, "modernbert", e))?;
-        let max_length = resolve_max_length(&files, options.max_length, config.backbone.max_position_embeddings)?;
-        let tokenizer = PairTokenizer::from_file(&files.tokenizer, max_length, config.backbone.pad_token_id)?;
+        let max_length = resolve_max_length(
+            &files,
+            options.max_length,
+            config.backbone.max_position_embeddings,
+        )?;
+        let tokenizer =
+            PairTokenizer::from_file(&files.tokenizer, max_length, config.backbone.pad_token_id)?;
         let default_activation = default_activation(&raw, &files, config.num_labels);
         Ok(Self {
             config,

@@ -1069,6 +1069,7 @@ mod tests {
         .unwrap();
         let config = |limit| TeacherConfig {
             pad_token_id: 0,
+            roberta_positions: false,
             position_limit: limit,
             num_labels: 1,
             activation_fn: None,

@@ -41,7 +41,10 @@ fn reference(name: &str) -> (Vec<(String, String)>, Vec<f32>) {
 }
 
 fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
-    pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+    pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
 }
 
 #[test]
@@ -49,10 +52,18 @@ fn candle_teachers_match_sentence_transformers() {
     for (name, model_type) in MODELS {
         let (pairs, want) = reference(name);
         let pairs = as_refs(&pairs);
-        let model = load_pair_scorer(fixture(name).to_str().unwrap(), None, &LoadOptions::default())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = load_pair_scorer(
+            fixture(name).to_str().unwrap(),
+            None,
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(model.model_type(), model_type);
-        assert_eq!(model.max_length(), 32, "{name}: tokenizer_config model_max_length");
+        assert_eq!(
+            model.max_length(),
+            32,
+            "{name}: tokenizer_config model_max_length"
+        );
         assert_eq!(model.num_labels(), 1);
         assert_eq!(model.default_activation(), ScoreActivation::Sigmoid);
         // One pair at a time, the reference's batches of 4, and one padded batch of all.
@@ -64,6 +75,9 @@ fn candle_teachers_match_sentence_transformers() {
                 .map(|row| row[0])
                 .collect();
             let diff = max_abs_diff(&logits, &want);
+            eprintln!(
+                "{name} batch {batch_size}: max |Δlogit| vs sentence-transformers {diff:.2e}"
+            );
             assert!(diff <= 1e-4, "{name} batch {batch_size}: |Δ| = {diff}");
         }
     }
@@ -101,7 +115,8 @@ fn the_sliding_window_and_the_rope_thetas_change_modernbert_scores() {
     // inputs), or with the two rope thetas swapped, give other logits.
     let (pairs, want) = reference("tiny-modernbert-cls-ce");
     let pairs = as_refs(&pairs);
-    let edits: [(&str, fn(&mut serde_json::Value)); 2] = [
+    type ConfigEdit = (&'static str, fn(&mut serde_json::Value));
+    let edits: [ConfigEdit; 2] = [
         ("window 64", |c| c["local_attention"] = 64.into()),
         ("thetas swapped", |c| {
             c["rope_parameters"]["full_attention"]["rope_theta"] = 10000.0.into();
@@ -181,15 +196,24 @@ fn predict_cli_matches_sentence_transformers() {
 fn rank_cli_orders_documents_with_each_new_architecture() {
     for (name, _) in MODELS {
         let (pairs, _) = reference(name);
-        let model = load_pair_scorer(fixture(name).to_str().unwrap(), None, &LoadOptions::default())
-            .unwrap();
+        let model = load_pair_scorer(
+            fixture(name).to_str().unwrap(),
+            None,
+            &LoadOptions::default(),
+        )
+        .unwrap();
         let query = pairs[1].0.as_str();
         let docs: Vec<&str> = pairs.iter().map(|(_, d)| d.as_str()).collect();
         let doc_pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, *d)).collect();
-        let scores = model.predict(&doc_pairs, 8, ScoreActivation::Sigmoid).unwrap();
+        let scores = model
+            .predict(&doc_pairs, 8, ScoreActivation::Sigmoid)
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let documents = dir.path().join("docs.jsonl");
-        let lines: Vec<String> = docs.iter().map(|d| serde_json::json!(d).to_string()).collect();
+        let lines: Vec<String> = docs
+            .iter()
+            .map(|d| serde_json::json!(d).to_string())
+            .collect();
         std::fs::write(&documents, lines.join("\n") + "\n").unwrap();
         let run = crossdistill(&[
             "rank",
@@ -212,7 +236,50 @@ fn rank_cli_orders_documents_with_each_new_architecture() {
             .unwrap();
         assert_eq!(ranked[0]["corpus_id"], best, "{name}");
         let top = ranked[0]["score"].as_f64().unwrap() as f32;
-        assert!((top - scores[best]).abs() <= 1e-5, "{name}: {top} vs {}", scores[best]);
+        assert!(
+            (top - scores[best]).abs() <= 1e-5,
+            "{name}: {top} vs {}",
+            scores[best]
+        );
+    }
+}
+
+#[test]
+fn eval_cli_scores_with_each_new_architecture() {
+    // One query, its positive and three negatives: MRR@10 is 1 / the positive's rank under the
+    // library's scores.
+    for (name, _) in MODELS {
+        let (pairs, _) = reference(name);
+        let query = pairs[5].0.as_str();
+        let docs: Vec<&str> = [5, 0, 9, 3].iter().map(|&i| pairs[i].1.as_str()).collect();
+        let model = load_pair_scorer(
+            fixture(name).to_str().unwrap(),
+            None,
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let doc_pairs: Vec<(&str, &str)> = docs.iter().map(|d| (query, *d)).collect();
+        let scores = model
+            .predict(&doc_pairs, 4, ScoreActivation::Sigmoid)
+            .unwrap();
+        let rank = 1 + scores[1..].iter().filter(|s| **s > scores[0]).count();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dev.jsonl");
+        let row =
+            serde_json::json!({"query": query, "positive": [docs[0]], "negative": &docs[1..]});
+        std::fs::write(&file, row.to_string() + "\n").unwrap();
+        let run = crossdistill(&[
+            "eval",
+            "--model",
+            fixture(name).to_str().unwrap(),
+            "--reranking",
+            file.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(run.status.success(), "{name}: {}", stderr(&run));
+        let metrics: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        let mrr = metrics["reranking"]["mrr@10"].as_f64().unwrap();
+        assert!((mrr - 1.0 / rank as f64).abs() < 1e-9, "{name}: {metrics}");
     }
 }
 
@@ -231,10 +298,19 @@ fn onnx_teacher_matches_sentence_transformers_on_the_exports() {
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         let signature = teacher.signature();
-        assert_eq!(signature.token_type_ids, name == "tiny-electra-ce", "{name}");
-        assert_eq!(signature.position_ids, name == "tiny-modernbert-mean-ce", "{name}");
+        assert_eq!(
+            signature.token_type_ids,
+            name == "tiny-electra-ce",
+            "{name}"
+        );
+        assert_eq!(
+            signature.position_ids,
+            name == "tiny-modernbert-mean-ce",
+            "{name}"
+        );
         let scores = teacher.score(&pairs).unwrap();
         let diff = max_abs_diff(&scores, &want);
+        eprintln!("{name}: ONNX teacher max |Δlogit| vs sentence-transformers {diff:.2e}");
         assert!(diff <= 1e-4, "{name}: onnx |Δ| = {diff}");
     }
 }
@@ -258,7 +334,9 @@ fn ensembles_mix_architectures_and_fingerprints_name_them() {
     for (name, model_type) in MODELS {
         let mut teacher = load(name);
         assert!(
-            teacher.fingerprint().starts_with(&format!("candle|arch={model_type}|config=")),
+            teacher
+                .fingerprint()
+                .starts_with(&format!("candle|arch={model_type}|config=")),
             "{}",
             teacher.fingerprint()
         );
@@ -277,14 +355,17 @@ fn ensembles_mix_architectures_and_fingerprints_name_them() {
     for arch in ["arch=modernbert", "arch=deberta-v2", "arch=electra"] {
         assert!(fingerprint.contains(arch), "{fingerprint}");
     }
-    let mean: Vec<f32> = sum.iter().map(|s| (s / MODELS.len() as f64) as f32).collect();
+    let mean: Vec<f32> = sum
+        .iter()
+        .map(|s| (s / MODELS.len() as f64) as f32)
+        .collect();
     let scores = ensemble.score(&pairs).unwrap();
     assert!(max_abs_diff(&scores, &mean) <= 1e-6);
 }
 
 #[test]
 fn distillation_runs_with_each_new_teacher_architecture() {
-    for (name, _) in [MODELS[0], MODELS[2], MODELS[3]] {
+    for (name, model_type) in [MODELS[0], MODELS[2], MODELS[3]] {
         let dir = tempfile::tempdir().unwrap();
         crate::common::write_scored_pairs(dir.path(), 24, 8);
         let recipe = format!(
@@ -328,12 +409,26 @@ save_every = 100
             .filter(|r: &serde_json::Value| r.get("loss").is_some())
             .collect();
         assert_eq!(steps.len(), 3, "{name}: {metrics}");
-        assert!(steps.iter().all(|r| r["loss"].as_f64().unwrap().is_finite()));
+        assert!(steps
+            .iter()
+            .all(|r| r["loss"].as_f64().unwrap().is_finite()));
         assert!(dir.path().join("run/final/model.safetensors").is_file());
         // The cache holds the teacher's scores of the 24 pairs seen in 3 steps of 8.
-        let stats = crossdistill(&["cache", "stats", dir.path().join("cache").to_str().unwrap(), "--json"]);
+        let stats = crossdistill(&[
+            "cache",
+            "stats",
+            dir.path().join("cache").to_str().unwrap(),
+            "--json",
+        ]);
         assert!(stats.status.success(), "{name}: {}", stderr(&stats));
-        let text = String::from_utf8_lossy(&stats.stdout);
-        assert!(text.contains("24"), "{name}: cache stats {text}");
+        let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+        let teachers = stats["teachers"].as_array().unwrap();
+        assert_eq!(teachers.len(), 1, "{name}: {stats}");
+        let fingerprint = teachers[0]["teacher"].as_str().unwrap();
+        assert!(
+            fingerprint.contains(&format!("arch={model_type}")),
+            "{fingerprint}"
+        );
+        assert_eq!(teachers[0]["entries"], 24, "{name}: {stats}");
     }
 }
