@@ -15,6 +15,7 @@ use crate::eval::{
 };
 use crate::model::bi_encoder::{BiEncoder, BiEncoderOptions, EncodeOptions};
 use crate::model::{parse_device, CrossEncoder, LoadOptions};
+use crate::teacher::load_pair_scorer;
 
 /// Arguments of `eval`.
 #[derive(Debug, Args)]
@@ -299,14 +300,15 @@ pub(super) fn run(args: EvalArgs) -> Result<Outcome> {
             .collect();
         return report(&args, &results);
     }
-    let model = CrossEncoder::load(&args.model, None, &options)?;
+    let model = load_pair_scorer(&args.model, None, &options)?;
     let evaluators = build_evaluators(&args, model.num_labels())?;
     let mut results = Vec::new();
     for evaluator in &evaluators {
         tracing::info!("evaluating {}", evaluator.name());
         let bar = progress::bar(evaluator.pair_count() as u64, "pairs");
         bar.set_message(evaluator.name().to_string());
-        let metrics = evaluator.evaluate_with_progress(&model, &mut |n| bar.inc(n as u64))?;
+        let metrics =
+            evaluator.evaluate_with_progress(model.as_ref(), &mut |n| bar.inc(n as u64))?;
         bar.finish_and_clear();
         if let Some(dir) = &args.csv_dir {
             write_csv(dir, evaluator.name(), 0, &metrics)?;

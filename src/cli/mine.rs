@@ -17,8 +17,8 @@ use crate::mine::{
     mine_hard_negatives, MineOptions, MineProgress, OutputFormat, PairDataset, SamplingStrategy,
 };
 use crate::model::bi_encoder::{BiEncoder, BiEncoderOptions, TextRole};
-use crate::model::{parse_device, CrossEncoder, LoadOptions};
-use crate::teacher::{CandleTeacher, Teacher};
+use crate::model::{parse_device, LoadOptions};
+use crate::teacher::{load_pair_scorer, CandleTeacher, Teacher};
 
 /// `--sampling-strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -256,7 +256,7 @@ pub(super) fn run(args: MineArgs) -> Result<Outcome> {
     )?;
     let mut teacher = match &args.teacher {
         Some(spec) => {
-            let model = CrossEncoder::load(
+            let model = load_pair_scorer(
                 spec,
                 None,
                 &LoadOptions {
@@ -265,7 +265,11 @@ pub(super) fn run(args: MineArgs) -> Result<Outcome> {
                 },
             )?;
             let activation = args.teacher_activation.resolve(model.default_activation());
-            Some(CandleTeacher::new(model, args.batch_size, activation)?)
+            Some(CandleTeacher::from_boxed(
+                model,
+                args.batch_size,
+                activation,
+            )?)
         }
         None => None,
     };

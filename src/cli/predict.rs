@@ -10,8 +10,8 @@ use super::progress;
 use super::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic_with;
-use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
-use crate::teacher::OnnxTeacher;
+use crate::model::{parse_device, LoadOptions, PairScorer, ScoreActivation};
+use crate::teacher::{load_pair_scorer, OnnxTeacher};
 
 /// Which activation to apply to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,7 +191,7 @@ pub fn read_pair_rows(path: &Path) -> Result<Vec<PairRow>> {
 /// several labels). A non-finite score is an error naming the rows that got one: JSON has no
 /// NaN, and a score of NaN is no ranking.
 pub fn score_rows(
-    model: &CrossEncoder,
+    model: &dyn PairScorer,
     input: &Path,
     rows: Vec<PairRow>,
     batch_size: usize,
@@ -294,12 +294,12 @@ pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
                 max_length: args.max_length,
                 ..LoadOptions::default()
             };
-            let model = CrossEncoder::load(&args.model, None, &options)?;
+            let model = load_pair_scorer(&args.model, None, &options)?;
             let rows = read_pair_rows(&args.input)?;
             let activation = args.activation.resolve(model.default_activation());
             let bar = progress::bar(rows.len() as u64, "pairs");
             let scored = score_rows(
-                &model,
+                model.as_ref(),
                 &args.input,
                 rows,
                 args.batch_size,

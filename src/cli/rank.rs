@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::predict::ActivationArg;
 use super::Outcome;
 use crate::error::{Error, Result};
-use crate::model::{parse_device, CrossEncoder, LoadOptions};
+use crate::model::{parse_device, LoadOptions};
+use crate::teacher::load_pair_scorer;
 
 /// Arguments of `rank`.
 #[derive(Debug, Args)]
@@ -83,7 +84,7 @@ pub(super) fn run(args: RankArgs) -> Result<Outcome> {
         device: parse_device(&args.device)?,
         ..LoadOptions::default()
     };
-    let model = CrossEncoder::load(&args.model, None, &options)?;
+    let model = load_pair_scorer(&args.model, None, &options)?;
     let docs = read_documents(&args.documents)?;
     let pairs: Vec<(&str, &str)> = docs
         .iter()

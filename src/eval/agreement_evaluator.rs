@@ -10,7 +10,7 @@ use super::agreement::{agreement, mean_query_agreement};
 use super::eval_data::{read_labelled_pairs, LabelColumn};
 use super::evaluator::{check_batch_size, single_scores, Evaluator};
 use crate::error::{Error, Result};
-use crate::model::CrossEncoder;
+use crate::model::PairScorer;
 use crate::teacher::Teacher;
 
 /// Teacher-score columns tried, in order, when the column is not named.
@@ -188,7 +188,7 @@ impl Evaluator for AgreementEvaluator {
 
     fn evaluate_with_progress(
         &self,
-        model: &CrossEncoder,
+        model: &dyn PairScorer,
         progress: &mut dyn FnMut(usize),
     ) -> Result<BTreeMap<String, f64>> {
         let what = format!("agreement evaluator {:?}", self.name);

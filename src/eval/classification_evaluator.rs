@@ -9,7 +9,7 @@ use super::classification::{BinaryClassificationMetrics, MulticlassMetrics};
 use super::eval_data::{read_labelled_pairs, LabelColumn, LABEL_CANDIDATES};
 use super::evaluator::{check_batch_size, model_scores, Evaluator};
 use crate::error::{Error, Result};
-use crate::model::CrossEncoder;
+use crate::model::PairScorer;
 
 /// ST's `CrossEncoderClassificationEvaluator`.
 ///
@@ -166,7 +166,7 @@ impl Evaluator for ClassificationEvaluator {
 
     fn evaluate_with_progress(
         &self,
-        model: &CrossEncoder,
+        model: &dyn PairScorer,
         progress: &mut dyn FnMut(usize),
     ) -> Result<BTreeMap<String, f64>> {
         if model.num_labels() != self.num_labels {

@@ -9,7 +9,7 @@ use super::correlation::correlation_metrics;
 use super::eval_data::{read_labelled_pairs, LabelColumn, LABEL_CANDIDATES};
 use super::evaluator::{check_batch_size, single_scores, Evaluator};
 use crate::error::{Error, Result};
-use crate::model::CrossEncoder;
+use crate::model::PairScorer;
 
 /// ST's `CrossEncoderCorrelationEvaluator`: metrics `pearson` and `spearman` (primary) between
 /// gold labels and the model's scores (default activation, as ST's `predict`).
@@ -94,7 +94,7 @@ impl Evaluator for CorrelationEvaluator {
 
     fn evaluate_with_progress(
         &self,
-        model: &CrossEncoder,
+        model: &dyn PairScorer,
         progress: &mut dyn FnMut(usize),
     ) -> Result<BTreeMap<String, f64>> {
         let what = format!("correlation evaluator {:?}", self.name);

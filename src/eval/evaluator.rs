@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fsutil::create_dir_all;
-use crate::model::CrossEncoder;
+use crate::model::PairScorer;
 
 /// Something that scores a cross-encoder on held-out data.
 ///
@@ -24,7 +24,7 @@ pub trait Evaluator: Send {
     /// NaN where a metric is undefined (e.g. a correlation of constant scores).
     ///
     /// Errors when the model does not fit the data (label count) or produces NaN scores.
-    fn evaluate(&self, model: &CrossEncoder) -> Result<BTreeMap<String, f64>> {
+    fn evaluate(&self, model: &dyn PairScorer) -> Result<BTreeMap<String, f64>> {
         self.evaluate_with_progress(model, &mut |_| {})
     }
 
@@ -32,7 +32,7 @@ pub trait Evaluator: Send {
     /// batch (for a progress bar; they add up to [`Evaluator::pair_count`]).
     fn evaluate_with_progress(
         &self,
-        model: &CrossEncoder,
+        model: &dyn PairScorer,
         progress: &mut dyn FnMut(usize),
     ) -> Result<BTreeMap<String, f64>>;
 
@@ -66,7 +66,7 @@ pub trait Evaluator: Send {
 /// Scores of `pairs` under the model's default activation (sigmoid for one label, as ST's
 /// `predict`), one row of `num_labels` values per pair, in input order.
 pub(crate) fn model_scores(
-    model: &CrossEncoder,
+    model: &dyn PairScorer,
     pairs: &[(&str, &str)],
     batch_size: usize,
     progress: &mut dyn FnMut(usize),
@@ -89,7 +89,7 @@ pub(crate) fn model_scores(
 /// [`model_scores`] for a one-label model: the single score of each pair. `what` names the
 /// evaluator in the error when the model has several labels.
 pub(crate) fn single_scores(
-    model: &CrossEncoder,
+    model: &dyn PairScorer,
     pairs: &[(&str, &str)],
     batch_size: usize,
     what: &str,

@@ -14,7 +14,7 @@ use super::eval_data::read_reranking_samples;
 use super::evaluator::{check_batch_size, single_scores, Evaluator};
 use super::metrics::{Candidates, RerankingMetrics, RerankingQuery, RerankingSample};
 use crate::error::{Error, Result};
-use crate::model::CrossEncoder;
+use crate::model::PairScorer;
 
 /// Settings of [`RerankingEvaluator`], with ST's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,7 @@ impl Evaluator for RerankingEvaluator {
 
     fn evaluate_with_progress(
         &self,
-        model: &CrossEncoder,
+        model: &dyn PairScorer,
         progress: &mut dyn FnMut(usize),
     ) -> Result<BTreeMap<String, f64>> {
         let pairs = self.pairs();

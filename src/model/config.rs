@@ -15,6 +15,11 @@ pub enum Architecture {
     /// XLM-RoBERTa / RoBERTa: position ids from `pad_token_id + 1`; head = dense + tanh +
     /// out_proj on the first token; no pooler.
     XlmRoberta,
+    /// ELECTRA (the discriminator): BERT's encoder with embeddings of width `embedding_size`
+    /// (LayerNorm'd at that width) and an `embeddings_project` Linear up to `hidden_size` when
+    /// the two differ; head = `ElectraClassificationHead` (dense + GELU + out_proj on the first
+    /// token); no pooler.
+    Electra,
 }
 
 impl Architecture {
@@ -23,6 +28,7 @@ impl Architecture {
         match self {
             Architecture::Bert => "bert",
             Architecture::XlmRoberta => "roberta",
+            Architecture::Electra => "electra",
         }
     }
 
@@ -32,6 +38,7 @@ impl Architecture {
             (Architecture::Bert, _) => "BertForSequenceClassification".into(),
             (Architecture::XlmRoberta, "roberta") => "RobertaForSequenceClassification".into(),
             (Architecture::XlmRoberta, _) => "XLMRobertaForSequenceClassification".into(),
+            (Architecture::Electra, _) => "ElectraForSequenceClassification".into(),
         }
     }
 }
@@ -58,6 +65,10 @@ pub struct EncoderConfig {
     pub vocab_size: usize,
     /// Width of the hidden states.
     pub hidden_size: usize,
+    /// Width of the embedding tables (ELECTRA's `embedding_size`; `hidden_size` elsewhere).
+    /// When it differs from `hidden_size`, an `embeddings_project` Linear maps the normalised
+    /// embeddings up to `hidden_size`.
+    pub embedding_size: usize,
     /// Transformer layers.
     pub num_hidden_layers: usize,
     /// Attention heads per layer.
@@ -141,6 +152,7 @@ impl EncoderConfig {
         let architecture = match model_type.as_str() {
             "bert" => Architecture::Bert,
             "xlm-roberta" | "roberta" => Architecture::XlmRoberta,
+            "electra" => Architecture::Electra,
             other => {
                 let found = if other.is_empty() {
                     "none".to_string()
@@ -150,9 +162,9 @@ impl EncoderConfig {
                 return Err(Error::input(
                     path,
                     None,
-                    format!("unsupported model_type {found}; crossdistill trains bert (incl. MiniLM, multilingual-e5), xlm-roberta and roberta encoders"),
+                    format!("unsupported model_type {found}; crossdistill trains bert (incl. MiniLM, multilingual-e5), xlm-roberta, roberta and electra encoders"),
                 )
-                .with_hint("pick a BERT or XLM-RoBERTa checkpoint"));
+                .with_hint("pick a BERT, XLM-RoBERTa or ELECTRA checkpoint"));
             }
         };
         let hidden_act = match raw.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
@@ -196,14 +208,22 @@ impl EncoderConfig {
             .and_then(Value::as_str)
             .map(str::to_string);
         let default_pad = match architecture {
-            Architecture::Bert => 0,
+            Architecture::Bert | Architecture::Electra => 0,
             Architecture::XlmRoberta => 1,
+        };
+        let embedding_size = match architecture {
+            Architecture::Electra => get_usize(&raw, "embedding_size", path)?
+                .map(|n| require(Some(n), "embedding_size", path))
+                .transpose()?
+                .unwrap_or(hidden_size),
+            Architecture::Bert | Architecture::XlmRoberta => hidden_size,
         };
         Ok(Self {
             architecture,
             model_type,
             vocab_size: require(get_usize(&raw, "vocab_size", path)?, "vocab_size", path)?,
             hidden_size,
+            embedding_size,
             num_hidden_layers: require(
                 get_usize(&raw, "num_hidden_layers", path)?,
                 "num_hidden_layers",
@@ -246,7 +266,7 @@ impl EncoderConfig {
     /// The longest input the position table allows (XLM-R reserves `pad_token_id + 1` rows).
     pub fn max_input_length(&self) -> usize {
         match self.architecture {
-            Architecture::Bert => self.max_position_embeddings,
+            Architecture::Bert | Architecture::Electra => self.max_position_embeddings,
             Architecture::XlmRoberta => self
                 .max_position_embeddings
                 .saturating_sub(self.pad_token_id as usize + 1),

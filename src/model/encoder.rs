@@ -57,7 +57,7 @@ impl BatchTensors {
         let shape = (batch.batch_size, batch.seq_len);
         let pad = config.pad_token_id;
         let positions: Vec<u32> = match config.architecture {
-            Architecture::Bert => (0..batch.batch_size)
+            Architecture::Bert | Architecture::Electra => (0..batch.batch_size)
                 .flat_map(|_| 0..batch.seq_len as u32)
                 .collect(),
             // transformers' create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad
@@ -113,6 +113,11 @@ enum Head {
         dense: (Tensor, Tensor),
         out_proj: (Tensor, Tensor),
     },
+    /// ELECTRA (`ElectraClassificationHead`): dense + GELU (erf) then out_proj.
+    Electra {
+        dense: (Tensor, Tensor),
+        out_proj: (Tensor, Tensor),
+    },
 }
 
 /// Tensors of one model, bound by name once, sharing storage with the trainable [`Params`].
@@ -127,6 +132,8 @@ pub(crate) struct Encoder {
     position: Tensor,
     token_type: Tensor,
     emb_norm: (Tensor, Tensor),
+    /// ELECTRA's `embeddings_project` (embedding_size → hidden_size), when the widths differ.
+    emb_project: Option<(Tensor, Tensor)>,
     layers: Vec<Layer>,
     head: Head,
 }
@@ -177,12 +184,22 @@ impl Encoder {
                 dense: pair("classifier.dense")?,
                 out_proj: pair("classifier.out_proj")?,
             },
+            Architecture::Electra => Head::Electra {
+                dense: pair("classifier.dense")?,
+                out_proj: pair("classifier.out_proj")?,
+            },
+        };
+        let emb_project = if config.embedding_size != config.hidden_size {
+            Some(pair(&format!("{p}.embeddings_project"))?)
+        } else {
+            None
         };
         Ok(Self {
             word: get(&format!("{p}.embeddings.word_embeddings.weight"))?,
             position: get(&format!("{p}.embeddings.position_embeddings.weight"))?,
             token_type: get(&format!("{p}.embeddings.token_type_embeddings.weight"))?,
             emb_norm: pair(&format!("{p}.embeddings.LayerNorm"))?,
+            emb_project,
             layers,
             head,
         })
@@ -199,10 +216,11 @@ impl Encoder {
     ) -> Result<Tensor> {
         let (b_sz, seq_len) = batch.input_ids.dims2()?;
         let h = config.hidden_size;
+        let e = config.embedding_size;
         let gather = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
             Ok(table
                 .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b_sz, seq_len, h))?)
+                .reshape((b_sz, seq_len, e))?)
         };
         let embeddings = gather(&self.word, &batch.input_ids)?
             .add(&gather(&self.position, &batch.position_ids)?)?
@@ -214,6 +232,9 @@ impl Encoder {
             config.layer_norm_eps,
         )?;
         xs = mode.dropout(&xs, config.hidden_dropout_prob)?;
+        if let Some((weight, bias)) = &self.emb_project {
+            xs = linear(&xs, weight, Some(bias))?;
+        }
         if let Some(out) = collect.as_deref_mut() {
             out.push(xs.clone());
         }
@@ -304,6 +325,12 @@ impl Encoder {
             Head::Roberta { dense, out_proj } => {
                 let xs = mode.dropout(&first, config.classifier_dropout)?;
                 let xs = linear(&xs, &dense.0, Some(&dense.1))?.tanh()?;
+                let xs = mode.dropout(&xs, config.classifier_dropout)?;
+                Ok(linear(&xs, &out_proj.0, Some(&out_proj.1))?)
+            }
+            Head::Electra { dense, out_proj } => {
+                let xs = mode.dropout(&first, config.classifier_dropout)?;
+                let xs = linear(&xs, &dense.0, Some(&dense.1))?.gelu_erf()?;
                 let xs = mode.dropout(&xs, config.classifier_dropout)?;
                 Ok(linear(&xs, &out_proj.0, Some(&out_proj.1))?)
             }

@@ -12,6 +12,7 @@ mod encoder;
 mod fused;
 mod gelu;
 pub mod ops;
+mod pair_scorer;
 mod source;
 pub mod trim;
 mod weights;
@@ -20,6 +21,7 @@ pub use config::{Architecture, EncoderConfig, HiddenAct};
 pub use cross_encoder::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
 pub use encoder::{BatchTensors, Mode};
 pub use ops::Dropout;
+pub use pair_scorer::PairScorer;
 pub use source::{looks_like_hub_id, model_reference, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,

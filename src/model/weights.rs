@@ -51,6 +51,8 @@ pub struct ParamSpec {
 pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
     let p = config.architecture.prefix();
     let h = config.hidden_size;
+    // Embedding tables and their LayerNorm have ELECTRA's `embedding_size` (= h elsewhere).
+    let e = config.embedding_size;
     let mut specs = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, kind: ParamKind, head: bool| {
         specs.push(ParamSpec {
@@ -62,34 +64,48 @@ pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
     };
     push(
         format!("{p}.embeddings.word_embeddings.weight"),
-        vec![config.vocab_size, h],
+        vec![config.vocab_size, e],
         ParamKind::Embedding,
         false,
     );
     push(
         format!("{p}.embeddings.position_embeddings.weight"),
-        vec![config.max_position_embeddings, h],
+        vec![config.max_position_embeddings, e],
         ParamKind::Embedding,
         false,
     );
     push(
         format!("{p}.embeddings.token_type_embeddings.weight"),
-        vec![config.type_vocab_size, h],
+        vec![config.type_vocab_size, e],
         ParamKind::Embedding,
         false,
     );
     push(
         format!("{p}.embeddings.LayerNorm.weight"),
-        vec![h],
+        vec![e],
         ParamKind::NormWeight,
         false,
     );
     push(
         format!("{p}.embeddings.LayerNorm.bias"),
-        vec![h],
+        vec![e],
         ParamKind::NormBias,
         false,
     );
+    if e != h {
+        push(
+            format!("{p}.embeddings_project.weight"),
+            vec![h, e],
+            ParamKind::Linear,
+            false,
+        );
+        push(
+            format!("{p}.embeddings_project.bias"),
+            vec![h],
+            ParamKind::Bias,
+            false,
+        );
+    }
     for layer in 0..config.num_hidden_layers {
         let l = format!("{p}.encoder.layer.{layer}");
         for part in ["query", "key", "value"] {
@@ -191,7 +207,7 @@ pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
             );
             push("classifier.bias".into(), vec![n], ParamKind::Bias, true);
         }
-        Architecture::XlmRoberta => {
+        Architecture::XlmRoberta | Architecture::Electra => {
             push(
                 "classifier.dense.weight".into(),
                 vec![h, h],
@@ -235,7 +251,7 @@ pub(super) fn canonical_name(name: &str, prefix: &str) -> Option<String> {
     if name.starts_with("classifier.") || name.starts_with(&format!("{prefix}.")) {
         return Some(name);
     }
-    for top in ["embeddings.", "encoder.", "pooler."] {
+    for top in ["embeddings.", "embeddings_project.", "encoder.", "pooler."] {
         if name.starts_with(top) {
             return Some(format!("{prefix}.{name}"));
         }

@@ -1,15 +1,17 @@
-//! The candle teacher: a cross-encoder run by crossdistill's own encoder, in eval mode.
+//! The candle teacher: a cross-encoder run in eval mode by candle — crossdistill's own encoder
+//! (BERT, XLM-RoBERTa, ELECTRA) or a candle-transformers model (ModernBERT, DeBERTa-v2), through
+//! [`PairScorer`]; `load_candle_teacher` picks the model from config.json's `model_type`.
 
 use std::io::Read;
 use std::path::Path;
 
 use super::Teacher;
 use crate::error::{Error, Result};
-use crate::model::{CrossEncoder, ScoreActivation};
+use crate::model::{PairScorer, ScoreActivation};
 
 /// A cross-encoder teacher.
 pub struct CandleTeacher {
-    model: CrossEncoder,
+    model: Box<dyn PairScorer>,
     batch_size: usize,
     activation: ScoreActivation,
     fingerprint: String,
@@ -36,9 +38,20 @@ pub fn file_hash(path: &Path) -> Result<String> {
 }
 
 impl CandleTeacher {
-    /// Wrap a loaded model.
+    /// Wrap a loaded model ([`crate::model::CrossEncoder`] or any other [`PairScorer`]).
     pub fn new(
-        model: CrossEncoder,
+        model: impl PairScorer + 'static,
+        batch_size: usize,
+        activation: ScoreActivation,
+    ) -> Result<Self> {
+        Self::from_boxed(Box::new(model), batch_size, activation)
+    }
+
+    /// Wrap a loaded model of any architecture. The fingerprint covers the architecture
+    /// (`model_type`), config.json, the weight files, tokenizer.json, the truncation length and
+    /// the activation.
+    pub fn from_boxed(
+        model: Box<dyn PairScorer>,
         batch_size: usize,
         activation: ScoreActivation,
     ) -> Result<Self> {
@@ -53,10 +66,12 @@ impl CandleTeacher {
             hashes.push(file_hash(weights)?);
         }
         let fingerprint = format!(
-            "candle|weights={}|tokenizer={}|max_length={}|activation={:?}",
+            "candle|arch={}|config={}|weights={}|tokenizer={}|max_length={}|activation={:?}",
+            model.model_type(),
+            file_hash(&files.config)?,
             hashes.join(","),
             file_hash(&files.tokenizer)?,
-            model.tokenizer().max_length(),
+            model.max_length(),
             activation
         );
         Ok(Self {
@@ -68,8 +83,13 @@ impl CandleTeacher {
     }
 
     /// The wrapped model.
-    pub fn model(&self) -> &CrossEncoder {
-        &self.model
+    pub fn model(&self) -> &dyn PairScorer {
+        self.model.as_ref()
+    }
+
+    /// The activation [`Teacher::score`] applies.
+    pub fn activation(&self) -> ScoreActivation {
+        self.activation
     }
 }
 
@@ -84,8 +104,9 @@ impl Teacher for CandleTeacher {
 
     fn describe(&self) -> String {
         format!(
-            "{} (candle, {:?})",
+            "{} (candle, {}, {:?})",
             self.model.files().reference(),
+            self.model.model_type(),
             self.activation
         )
     }

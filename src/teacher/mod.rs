@@ -1,16 +1,26 @@
 //! Teachers: models whose scores the student learns from.
 //!
 //! A [`Teacher`] scores (query, passage) pairs. It is owned by the producer thread (hence
-//! `&mut self` and `Send`, no mutex). [`CandleTeacher`] runs a cross-encoder with crossdistill's
-//! own encoder; [`OnnxTeacher`] runs a cross-encoder exported to ONNX with ONNX Runtime;
-//! [`Ensemble`] averages several teachers.
+//! `&mut self` and `Send`, no mutex). [`CandleTeacher`] runs a cross-encoder with candle:
+//! crossdistill's own encoder (BERT, XLM-RoBERTa, ELECTRA) or candle-transformers' models
+//! ([`ModernBertCrossEncoder`], [`DebertaV2CrossEncoder`]), chosen from config.json's
+//! `model_type` by [`load_pair_scorer`] / [`load_candle_teacher`]; [`OnnxTeacher`] runs a
+//! cross-encoder exported to ONNX with ONNX Runtime; [`Ensemble`] averages several teachers
+//! (of any mix of architectures and backends).
 
 mod candle;
+mod deberta;
 mod ensemble;
+mod inference;
+mod load;
+mod modernbert;
 mod onnx;
 
 pub use self::candle::{file_hash, CandleTeacher};
+pub use deberta::{DebertaV2Config, DebertaV2CrossEncoder};
 pub use ensemble::Ensemble;
+pub use load::{load_candle_teacher, load_pair_scorer, CANDLE_MODEL_TYPES};
+pub use modernbert::{ModernBertConfig, ModernBertCrossEncoder, ModernBertPooling};
 pub use onnx::{
     check_signature, find_onnxruntime, init_onnxruntime, OnnxPort, OnnxSignature, OnnxTeacher,
     ONNXRUNTIME_MIN_VERSION, ONNXRUNTIME_PIP_VERSION, ORT_DYLIB_PATH,

@@ -9,8 +9,10 @@
 //! padded to their longest pair, and the scores come back in input order.
 //!
 //! The model must look like a cross-encoder: int64 inputs `input_ids` and `attention_mask`
-//! (and `token_type_ids` where the model has token types), a float `logits` output of shape
-//! `(batch, num_labels)`. `optimum-cli export onnx --task text-classification` and
+//! (and `token_type_ids` where the model has token types; `position_ids` where the export asks
+//! for them, as some ModernBERT exports do), a float `logits` output of shape
+//! `(batch, num_labels)`. Any encoder architecture runs: BERT, XLM-RoBERTa, ELECTRA, ModernBERT,
+//! DeBERTa-v2/v3 exports were checked against sentence-transformers. `optimum-cli export onnx --task text-classification` and
 //! `torch.onnx.export` of a `*ForSequenceClassification` model both produce that.
 
 use std::ffi::OsString;
@@ -289,11 +291,14 @@ impl OnnxPort {
 pub struct OnnxSignature {
     /// The graph takes `token_type_ids` (BERT does, XLM-R exports do not).
     pub token_type_ids: bool,
+    /// The graph takes `position_ids` (some ModernBERT exports do): fed as transformers computes
+    /// them (0.. per row; from `pad_token_id + 1` over real tokens for RoBERTa-style models).
+    pub position_ids: bool,
     /// Labels per pair, when the graph declares a static second dimension for `logits`.
     pub num_labels: Option<usize>,
 }
 
-const CROSS_ENCODER_INPUTS: &str = "int64 input_ids and attention_mask [batch, sequence] (and token_type_ids where the model has token types)";
+const CROSS_ENCODER_INPUTS: &str = "int64 input_ids and attention_mask [batch, sequence] (and token_type_ids where the model has token types, optionally position_ids)";
 const CROSS_ENCODER_OUTPUT: &str = "a float logits output [batch, num_labels]";
 
 /// Check that a graph's inputs and outputs are a cross-encoder's (see the module docs); `model`
@@ -325,10 +330,12 @@ pub fn check_signature(
         }
     }
     let mut token_type_ids = false;
+    let mut position_ids = false;
     for port in inputs {
         match port.name.as_str() {
             "input_ids" | "attention_mask" => {}
             "token_type_ids" => token_type_ids = true,
+            "position_ids" => position_ids = true,
             other => {
                 return Err(not_a_cross_encoder(format!(
                     "the ONNX model takes an input `{other}` that crossdistill cannot feed; a cross-encoder takes \
@@ -369,6 +376,7 @@ pub fn check_signature(
     };
     Ok(OnnxSignature {
         token_type_ids,
+        position_ids,
         num_labels,
     })
 }
@@ -378,6 +386,8 @@ pub fn check_signature(
 #[derive(Debug, Clone, PartialEq)]
 struct TeacherConfig {
     pad_token_id: u32,
+    /// RoBERTa-style position ids (from `pad_token_id + 1` over real tokens).
+    roberta_positions: bool,
     /// The longest input the position table allows, when config.json says.
     position_limit: Option<usize>,
     num_labels: usize,
@@ -434,6 +444,7 @@ impl TeacherConfig {
                     format!("`pad_token_id` {pad_token_id} is too large"),
                 )
             })?,
+            roberta_positions: roberta,
             position_limit,
             num_labels,
             activation_fn,
@@ -511,6 +522,7 @@ pub struct OnnxTeacher {
     session: Session,
     tokenizer: PairTokenizer,
     signature: OnnxSignature,
+    roberta_positions: bool,
     name: String,
     /// How logs and cards name the model (hub id or directory name, no local path).
     reference: String,
@@ -628,6 +640,7 @@ impl OnnxTeacher {
             session,
             tokenizer,
             signature,
+            roberta_positions: config.roberta_positions,
             name: model.to_string(),
             reference: crate::model::model_reference(
                 files.config.parent().unwrap_or(Path::new(model)),
@@ -733,6 +746,32 @@ impl OnnxTeacher {
                 "token_type_ids",
                 Tensor::from_array((shape, to_i64(&padded.type_ids)))
                     .map_err(|e| ort_error("prepare", e))?,
+            ));
+        }
+        if self.signature.position_ids {
+            let pad = i64::from(self.tokenizer.pad_id());
+            let positions: Vec<i64> = padded
+                .input_ids
+                .chunks(padded.seq_len.max(1))
+                .flat_map(|row| {
+                    let mut count = 0i64;
+                    row.iter()
+                        .enumerate()
+                        .map(|(i, &id)| match self.roberta_positions {
+                            // transformers' create_position_ids_from_input_ids
+                            true if i64::from(id) != pad => {
+                                count += 1;
+                                count + pad
+                            }
+                            true => pad,
+                            false => i as i64,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            inputs.push((
+                "position_ids",
+                Tensor::from_array((shape, positions)).map_err(|e| ort_error("prepare", e))?,
             ));
         }
         let outputs = self
@@ -842,6 +881,7 @@ mod tests {
             signature,
             OnnxSignature {
                 token_type_ids: true,
+                position_ids: false,
                 num_labels: Some(1)
             }
         );
@@ -851,6 +891,18 @@ mod tests {
             signature,
             OnnxSignature {
                 token_type_ids: false,
+                position_ids: false,
+                num_labels: None
+            }
+        );
+        // ModernBERT exports (optimum) may take position ids.
+        let modernbert = [ids("input_ids"), ids("attention_mask"), ids("position_ids")];
+        let signature = check_signature("m", &modernbert, &[logits(None)]).unwrap();
+        assert_eq!(
+            signature,
+            OnnxSignature {
+                token_type_ids: false,
+                position_ids: true,
                 num_labels: None
             }
         );
@@ -871,9 +923,9 @@ mod tests {
                 "no `attention_mask` input",
             ),
             (
-                vec![ids("input_ids"), ids("attention_mask"), ids("position_ids")],
+                vec![ids("input_ids"), ids("attention_mask"), ids("pixel_values")],
                 vec![logits(None)],
-                "input `position_ids` that crossdistill cannot feed",
+                "input `pixel_values` that crossdistill cannot feed",
             ),
             (
                 vec![
@@ -1022,6 +1074,7 @@ mod tests {
         .unwrap();
         let config = |limit| TeacherConfig {
             pad_token_id: 0,
+            roberta_positions: false,
             position_limit: limit,
             num_labels: 1,
             activation_fn: None,

@@ -27,9 +27,9 @@ use crate::eval::CorrelationEvaluator;
 use crate::eval::Evaluator;
 use crate::eval::SampleOptions;
 use crate::eval::{BeirFirstStage, BeirOptions, RerankingEvaluator, RerankingOptions};
-use crate::model::{CrossEncoder, LoadOptions};
+use crate::model::LoadOptions;
 use crate::recipe::EvalSection;
-use crate::teacher::CandleTeacher;
+use crate::teacher::load_candle_teacher;
 
 /// Parameters each kind accepts (besides `kind`, `name` and `path`).
 pub const EVAL_PARAMS: &[(&str, &[&str])] = &[
@@ -328,9 +328,13 @@ impl Params<'_> {
             )),
             Some(teacher) => {
                 let base = self.recipe_path.parent().unwrap_or(Path::new("."));
-                let model = CrossEncoder::load(&teacher, Some(base), &LoadOptions::default())?;
-                let activation = model.default_activation();
-                let mut teacher = CandleTeacher::new(model, batch_size, activation)?;
+                let mut teacher = load_candle_teacher(
+                    &teacher,
+                    Some(base),
+                    &LoadOptions::default(),
+                    batch_size,
+                    None,
+                )?;
                 let data = read_labelled_pairs(&path, columns, crate::eval::LabelColumn::Absent)?;
                 Ok(Box::new(AgreementEvaluator::from_teacher(
                     name,

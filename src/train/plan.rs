@@ -11,7 +11,7 @@ use crate::loss::{Loss, LossRegistry};
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
 use crate::pipeline::ColumnRoles;
 use crate::recipe::{DataSection, LabelSource, Recipe, Scheduler, TeacherActivation, TeacherKind};
-use crate::teacher::{CandleTeacher, Ensemble, OnnxTeacher, Teacher};
+use crate::teacher::{load_candle_teacher, Ensemble, OnnxTeacher, Teacher};
 
 use super::schedule::{Schedule, ScheduleKind};
 
@@ -152,15 +152,12 @@ pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn 
                     max_length: section.max_length,
                     ..LoadOptions::default()
                 };
-                let model = CrossEncoder::load(
+                members.push(Box::new(load_candle_teacher(
                     &section.model.spec,
                     Some(&section.model.base_dir),
                     &options,
-                )?;
-                members.push(Box::new(CandleTeacher::new(
-                    model,
                     section.batch_size,
-                    activation(section.activation),
+                    Some(activation(section.activation)),
                 )?));
             }
             TeacherKind::Onnx => {

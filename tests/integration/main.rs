@@ -9,6 +9,7 @@ mod eval_cli;
 mod mine;
 mod model_parity;
 mod model_training;
+mod modern_teachers;
 mod multilingual;
 mod non_finite;
 mod onnx_teacher;

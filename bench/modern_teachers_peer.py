@@ -1,0 +1,99 @@
+"""Peer side of bench/modern_teachers.sh.
+
+    python bench/modern_teachers_peer.py prepare OUT N_PAIRS
+        writes OUT/pairs.jsonl (N deterministic synthetic query/passage pairs, 20-120 words) and
+        three mid-size random cross-encoders saved with CrossEncoder.save_pretrained, max_length 128,
+        with the tiny fixtures' tokenizers (tests/fixtures/tiny-*-ce):
+          OUT/modernbert  ModernBERT-base shape (hidden 768, 12 heads, GeGLU 1152, window 128), 4 layers
+          OUT/deberta-v3  DeBERTa-v3-base shape (hidden 768, 12 heads, FFN 3072, 256 buckets), 4 layers
+          OUT/electra     ELECTRA-base shape (hidden 768, 12 heads, FFN 3072), 4 layers
+    python bench/modern_teachers_peer.py peers OUT REPS BATCH
+        prints JSON: sentence-transformers CrossEncoder.predict pairs/s (median, best of REPS) per model
+"""
+
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from sentence_transformers import CrossEncoder
+from transformers import AutoModelForSequenceClassification, DebertaV2Config, ElectraConfig, ModernBertConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ["modernbert", "deberta-v3", "electra"]
+WORDS = (
+    "the a of to and in is was for on that with as by at from search model query passage rank "
+    "teacher student score relevance document retrieval language city river history science water "
+    "energy market music film sport health disease protein galaxy planet computer network memory"
+).split()
+
+
+def prepare(out, n_pairs):
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    with open(out / "pairs.jsonl", "w") as f:
+        for _ in range(n_pairs):
+            query = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12)))
+            passage = " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 110)))
+            f.write(json.dumps({"query": query, "passage": passage}) + "\n")
+    common = dict(hidden_size=768, num_hidden_layers=4, num_attention_heads=12, num_labels=1)
+    configs = {
+        "modernbert": (
+            "tiny-modernbert-cls-ce",
+            ModernBertConfig(
+                vocab_size=600, intermediate_size=1152, max_position_embeddings=512,
+                local_attention=128, global_attn_every_n_layers=3, pad_token_id=2,
+                cls_token_id=0, sep_token_id=1, bos_token_id=0, eos_token_id=1, **common,
+            ),
+        ),
+        "deberta-v3": (
+            "tiny-deberta-v3-ce",
+            DebertaV2Config(
+                vocab_size=600, intermediate_size=3072, max_position_embeddings=512, type_vocab_size=0,
+                relative_attention=True, position_buckets=256, pos_att_type=["p2c", "c2p"],
+                position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True,
+                max_relative_positions=-1, layer_norm_eps=1e-7, pad_token_id=0, **common,
+            ),
+        ),
+        "electra": (
+            "tiny-electra-ce",
+            ElectraConfig(vocab_size=600, embedding_size=768, intermediate_size=3072,
+                          max_position_embeddings=512, pad_token_id=0, **common),
+        ),
+    }
+    for name, (tokenizer_from, config) in configs.items():
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_config(config)
+        tmp = out / f"{name}-hf"
+        model.save_pretrained(tmp)
+        fixture = ROOT / "tests" / "fixtures" / tokenizer_from
+        for file in ["tokenizer.json", "tokenizer_config.json"]:
+            (tmp / file).write_bytes((fixture / file).read_bytes())
+        CrossEncoder(str(tmp), max_length=128, device="cpu").save_pretrained(str(out / name))
+    print(json.dumps({"pairs": n_pairs, "models": MODELS}))
+
+
+def peers(out, reps, batch):
+    pairs = [json.loads(line) for line in open(out / "pairs.jsonl")]
+    pairs = [(p["query"], p["passage"]) for p in pairs]
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    for name in MODELS:
+        model = CrossEncoder(str(out / name), device="cpu")
+        model.predict(pairs[:32], batch_size=batch, activation_fn=torch.nn.Identity())
+        rates = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            model.predict(pairs, batch_size=batch, activation_fn=torch.nn.Identity())
+            rates.append(len(pairs) / (time.perf_counter() - start))
+        result[name] = {"pairs_per_s_median": statistics.median(rates), "pairs_per_s_best": max(rates)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "prepare":
+        prepare(Path(sys.argv[2]), int(sys.argv[3]))
+    else:
+        peers(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
