@@ -2,14 +2,19 @@
 //!
 //! A [`Teacher`] scores (query, passage) pairs. It is owned by the producer thread (hence
 //! `&mut self` and `Send`, no mutex). [`CandleTeacher`] runs a cross-encoder with crossdistill's
-//! own encoder; [`OnnxTeacher`] runs a cross-encoder exported to ONNX with ONNX Runtime;
-//! [`Ensemble`] averages several teachers.
+//! own encoder; [`CausalLmTeacher`] runs a causal-LM reranker (Qwen2/Qwen3 in
+//! sentence-transformers 6's `LogitScore` layout) on candle; [`OnnxTeacher`] runs a cross-encoder
+//! exported to ONNX with ONNX Runtime; [`Ensemble`] averages several teachers.
 
 mod candle;
+mod causal_lm;
+pub mod chat_template;
 mod ensemble;
 mod onnx;
+pub mod qwen;
 
 pub use self::candle::{file_hash, CandleTeacher};
+pub use causal_lm::{is_causal_lm_reranker, CausalLmTeacher, LogitScoreConfig};
 pub use ensemble::Ensemble;
 pub use onnx::{
     check_signature, find_onnxruntime, init_onnxruntime, OnnxPort, OnnxSignature, OnnxTeacher,

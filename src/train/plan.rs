@@ -8,10 +8,12 @@ use crate::data::{count_rows, DataSource, Format};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
-use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
+use crate::model::{parse_device, CrossEncoder, LoadOptions, ModelFiles, ScoreActivation};
 use crate::pipeline::ColumnRoles;
 use crate::recipe::{Activation, DataSection, LabelSource, Recipe, Scheduler, TeacherKind};
-use crate::teacher::{CandleTeacher, Ensemble, OnnxTeacher, Teacher};
+use crate::teacher::{
+    is_causal_lm_reranker, CandleTeacher, CausalLmTeacher, Ensemble, OnnxTeacher, Teacher,
+};
 
 use super::schedule::{Schedule, ScheduleKind};
 
@@ -132,11 +134,18 @@ pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn 
                     max_length: section.max_length,
                     ..LoadOptions::default()
                 };
-                let model = CrossEncoder::load(
-                    &section.model.spec,
-                    Some(&section.model.base_dir),
-                    &options,
-                )?;
+                let files = ModelFiles::locate(&section.model.spec, Some(&section.model.base_dir))?;
+                if is_causal_lm_reranker(&files.config) {
+                    members.push(Box::new(CausalLmTeacher::load(
+                        &files,
+                        section.max_length,
+                        section.batch_size,
+                        Some(activation(section.activation)),
+                        device,
+                    )?));
+                    continue;
+                }
+                let model = CrossEncoder::from_files(files, &options)?;
                 members.push(Box::new(CandleTeacher::new(
                     model,
                     section.batch_size,
