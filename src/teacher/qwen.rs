@@ -167,7 +167,9 @@ impl DecoderConfig {
         let config = match variant {
             QwenVariant::Qwen2 => {
                 let c: qwen2::Config = serde_json::from_value(raw).map_err(parse_error)?;
-                if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+                if c.num_attention_heads == 0
+                    || !c.hidden_size.is_multiple_of(c.num_attention_heads)
+                {
                     return Err(config_error(
                         path,
                         format!(
@@ -225,7 +227,9 @@ impl DecoderConfig {
             }
         };
         if config.num_key_value_heads == 0
-            || config.num_attention_heads % config.num_key_value_heads != 0
+            || !config
+                .num_attention_heads
+                .is_multiple_of(config.num_key_value_heads)
         {
             return Err(config_error(
                 path,
@@ -235,7 +239,7 @@ impl DecoderConfig {
                 ),
             ));
         }
-        if config.head_dim % 2 != 0 || config.num_hidden_layers == 0 {
+        if !config.head_dim.is_multiple_of(2) || config.num_hidden_layers == 0 {
             return Err(config_error(
                 path,
                 format!(
