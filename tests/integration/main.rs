@@ -3,6 +3,7 @@
 mod bad_input;
 mod cache;
 mod card;
+mod causal_lm_teacher;
 mod common;
 mod custom_loss;
 mod eval_cli;
