@@ -21,5 +21,6 @@ pub use ops::Dropout;
 pub use source::{looks_like_hub_id, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,
+    TRIM_MARKER,
 };
 pub use weights::{param_specs, LoadReport, ParamKind, ParamSpec, Params};
