@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cache;
+mod cache_damage;
 mod card;
 mod common;
 mod custom_loss;
