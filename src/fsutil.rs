@@ -59,10 +59,49 @@ pub fn write_atomic_with(
     sync_dir(parent)
 }
 
+/// The process's file-mode creation mask, read without changing it (`umask(2)` can only be
+/// read by setting it, which would race with other threads creating files). Linux reports it in
+/// `/proc/self/status`; elsewhere the common 022 is assumed.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// Give `path` the mode a newly created file gets (0666 less the umask), as for every other
+/// file we write: the safetensors crate writes through a private (0600) temporary file.
+#[cfg(unix)]
+fn set_default_mode(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = 0o666 & !umask();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("cannot set the permissions of", path, e))
+}
+
+#[cfg(not(unix))]
+fn set_default_mode(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 /// Save `tensors` as a safetensors file at `path` (not atomically: write it into a
-/// [`StagedDir`]). A failed write names the file and keeps the OS error (a full disk, a file size
-/// limit), which candle's own error leaves out.
+/// [`StagedDir`]), with the mode of any new file (umask respected). A failed write names the
+/// file and keeps the OS error (a full disk, a file size limit), which candle's own error leaves
+/// out.
 pub fn save_safetensors(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    path: &Path,
+) -> Result<()> {
+    save_safetensors_with_candle(tensors, path)?;
+    set_default_mode(path)
+}
+
+fn save_safetensors_with_candle(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     path: &Path,
 ) -> Result<()> {
@@ -155,5 +194,31 @@ impl Drop for StagedDir {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn safetensors_files_get_the_mode_of_other_new_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = std::collections::HashMap::from([(
+            "w".to_string(),
+            candle_core::Tensor::zeros(2, candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap(),
+        )]);
+        let weights = dir.path().join("model.safetensors");
+        save_safetensors(&tensors, &weights).unwrap();
+        let other = dir.path().join("config.json");
+        write_atomic(&other, b"{}").unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        assert_eq!(mode(&weights), mode(&plain));
+        assert_eq!(mode(&other), mode(&plain));
+        assert_eq!(mode(&plain), 0o666 & !umask());
     }
 }

@@ -90,6 +90,6 @@ pub fn resolve_file(repo_id: &str, kind: RepoKind, filename: &str) -> Result<Pat
                 cache.display()
             ),
         )
-        .with_hint("check the id, or pass a local directory (e.g. --set student.model=DIR)")
+        .with_hint("check the id, or give the path of a local model directory instead")
     })
 }

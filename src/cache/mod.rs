@@ -28,6 +28,8 @@
 //! ```
 
 mod cached_teacher;
+mod file_backend;
+mod guard;
 mod key;
 mod precompute;
 mod store;
@@ -39,10 +41,10 @@ pub use precompute::{
     count_missing, precompute, NoProgress, PrecomputeProgress, PrecomputeSummary,
 };
 pub use store::{
-    CacheEntry, CacheStats, EntryBatch, InsertReport, ScoreCache, TeacherStats, FILE_NAME, FORMAT,
-    MERGE_CHUNK,
+    damage_hint, entry_check, CacheEntry, CacheStats, EntryBatch, InsertReport, ScoreCache,
+    TeacherStats, FILE_NAME, FORMAT, MERGE_CHUNK,
 };
-pub use transfer::{export, import, ExportFormat, ImportReport, EXPORT_COLUMNS};
+pub use transfer::{export, export_readable, import, ExportFormat, ImportReport, EXPORT_COLUMNS};
 
 #[cfg(test)]
 mod tests;

@@ -106,7 +106,8 @@ pub fn precompute(
     let chunk_pairs = chunk_pairs.max(1);
     let counters = teacher.counters();
     let (hits_before, misses_before) = (counters.hits(), counters.misses());
-    let mut chunk: Vec<(String, String)> = Vec::with_capacity(chunk_pairs);
+    // Grows as pairs arrive: `chunk_pairs` comes from the recipe and is not an allocation size.
+    let mut chunk: Vec<(String, String)> = Vec::with_capacity(chunk_pairs.min(1 << 12));
     let mut buffer = Vec::new();
     let mut run_chunk = |chunk: &mut Vec<(String, String)>| -> Result<()> {
         if chunk.is_empty() {

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `meta` | `"format"` | [`FORMAT`] |
 //! | `teachers` | teacher fingerprint | (teacher id `u32`, entries `u64`) |
-//! | `scores` | teacher id (4 bytes, big-endian) ‖ [`PairKey`] (16 bytes, big-endian) | (score `f32`, text id `u64`) |
+//! | `scores` | teacher id (4 bytes, big-endian) ‖ [`PairKey`] (16 bytes, big-endian) | (score `f32`, text id `u64`, check `u32`) |
 //! | `texts` | text id `u64` (0, 1, 2, ... in insertion order) | (query, passage) |
 //!
 //! Scores of one teacher are contiguous (the key starts with its id), so per-teacher counts,
@@ -16,17 +16,33 @@
 //! in-memory index of the teacher's scores (built on first use from one range scan, kept in
 //! step with every insert; the file lock guarantees no other process changes the file) and touch
 //! the file only for teachers with more than [`INDEX_LIMIT`] entries.
+//!
+//! # Damage
+//!
+//! redb checksums its pages, but it verifies the checksums only when it repairs a file after a
+//! crash, not when it reads: a page overwritten on disk is read as it is. So every score
+//! carries its own check, [`entry_check`] (XXH3-128 of the teacher id, the pair key, the score
+//! and the text id), verified on every read; a text read back must hash to its pair key. A
+//! damaged entry, a read past the end of a truncated file and a panic inside redb on a damaged
+//! page are all reported as one error naming the file and what to do ([`damage_hint`]); after a
+//! panic the cache refuses further use. `cache export --skip-damaged` saves the entries that
+//! still verify.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
     WriteTransaction,
 };
+use twox_hash::XxHash3_128;
 
+use super::file_backend::{is_locked, CacheFile};
+use super::guard;
 use super::key::PairKey;
 use crate::error::{Error, Result};
 
@@ -35,12 +51,15 @@ pub const FILE_NAME: &str = "scores.redb";
 
 /// What `meta.format` holds: the layout above and the [`PairKey`] hash. A cache with another
 /// value is refused rather than misread.
-pub const FORMAT: &str =
+pub const FORMAT: &str = "crossdistill score cache v2; pair key xxh3-128(le64 len(query) | query | passage); entry check xxh3-128(be32 teacher id | be128 pair key | le32 score | le64 text id) low 32 bits";
+
+/// The format of caches written before entries were checked (refused with a hint to convert).
+const FORMAT_V1: &str =
     "crossdistill score cache v1; pair key xxh3-128(le64 len(query) | query | passage)";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const TEACHERS: TableDefinition<&str, (u32, u64)> = TableDefinition::new("teachers");
-const SCORES: TableDefinition<&[u8; 20], (f32, u64)> = TableDefinition::new("scores");
+const SCORES: TableDefinition<&[u8; 20], (f32, u64, u32)> = TableDefinition::new("scores");
 const TEXTS: TableDefinition<u64, (&str, &str)> = TableDefinition::new("texts");
 
 /// A teacher with more cached scores than this is looked up in the file, not in memory (the
@@ -60,6 +79,27 @@ fn score_key(teacher_id: u32, key: PairKey) -> [u8; 20] {
     bytes[..4].copy_from_slice(&teacher_id.to_be_bytes());
     bytes[4..].copy_from_slice(&key.0.to_be_bytes());
     bytes
+}
+
+/// The check stored with a score: the low 32 bits of XXH3-128 over the teacher id, the pair key
+/// (both big-endian, as in the table key), the score's bits and the text id (little-endian).
+/// A score, text id or key changed on disk no longer matches it (missed with odds 2^-32).
+pub fn entry_check(teacher_id: u32, key: PairKey, score: f32, text_id: u64) -> u32 {
+    let mut bytes = [0u8; 32];
+    bytes[..20].copy_from_slice(&score_key(teacher_id, key));
+    bytes[20..24].copy_from_slice(&score.to_bits().to_le_bytes());
+    bytes[24..].copy_from_slice(&text_id.to_le_bytes());
+    XxHash3_128::oneshot(&bytes) as u32
+}
+
+/// What to do about a damaged cache in `dir`.
+pub fn damage_hint(dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        "rebuild it: move {dir} away and score again into a new [cache] dir (crossdistill score, or train); \
+         to keep what is still readable first, `crossdistill cache export {dir} --output scores.parquet --skip-damaged` \
+         and `crossdistill cache import NEW_DIR --input scores.parquet`"
+    )
 }
 
 fn split_score_key(bytes: &[u8; 20]) -> (u32, PairKey) {
@@ -166,10 +206,15 @@ pub struct CacheStats {
 /// [`fingerprint`](crate::teacher::Teacher::fingerprint), so one teacher never reads another's
 /// scores. One process holds a cache at a time (a file lock); a second gets a clear error.
 pub struct ScoreCache {
-    db: Database,
+    /// Not dropped after a panic inside redb (its drop could panic again); see [`Drop`].
+    db: ManuallyDrop<Database>,
     dir: PathBuf,
     path: PathBuf,
     index: Mutex<Option<MemoryIndex>>,
+    /// Set when redb panicked on this file: every later call fails at once.
+    broken: AtomicBool,
+    /// False when opened with [`open_existing`](Self::open_existing).
+    writable: bool,
 }
 
 impl std::fmt::Debug for ScoreCache {
@@ -180,14 +225,37 @@ impl std::fmt::Debug for ScoreCache {
     }
 }
 
+impl Drop for ScoreCache {
+    fn drop(&mut self) {
+        if !self.broken.load(Ordering::Relaxed) {
+            // SAFETY: `db` is taken once, here, and never used again.
+            let db = unsafe { ManuallyDrop::take(&mut self.db) };
+            // Closing writes the file's header; a panic there on a damaged file is ignored
+            // (the error that matters has been reported).
+            let _ = guard::catch(move || drop(db));
+        }
+    }
+}
+
+/// How [`ScoreCache::open_file`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    /// Create the file when missing; read and write.
+    Create,
+    /// The file must exist; read only (the file is never written).
+    ReadOnly,
+}
+
 impl ScoreCache {
     /// Open the cache in `dir`, creating the directory and an empty cache when there is none.
     pub fn open(dir: &Path) -> Result<Self> {
         crate::fsutil::create_dir_all(dir)?;
-        Self::open_file(dir, true)
+        Self::open_file(dir, OpenMode::Create)
     }
 
-    /// Open the cache in `dir`, which must exist (for `cache stats`, `export`, `merge` inputs).
+    /// Open the cache in `dir`, which must exist, for reading only (`cache stats`, `export`,
+    /// `merge` inputs): the file is never written, so a cache on a read-only file system or
+    /// without write permission opens too. [`insert`](Self::insert) then fails.
     pub fn open_existing(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE_NAME);
         if !path.is_file() {
@@ -200,27 +268,97 @@ impl ScoreCache {
                 "pass the directory a recipe's [cache] dir names (crossdistill score fills it)",
             ));
         }
-        Self::open_file(dir, false)
+        Self::open_file(dir, OpenMode::ReadOnly)
     }
 
-    fn open_file(dir: &Path, create: bool) -> Result<Self> {
+    fn open_file(dir: &Path, mode: OpenMode) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let mut builder = Database::builder();
-        builder.set_cache_size(READ_CACHE_BYTES);
-        let opened = if create {
-            builder.create(&path)
-        } else {
-            builder.open(&path)
-        };
+        let file = match mode {
+            OpenMode::Create => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path),
+            OpenMode::ReadOnly => std::fs::File::open(&path),
+        }
+        .map_err(|e| Error::io("cannot open the score cache", &path, e))?;
+        let backend = match mode {
+            OpenMode::Create => CacheFile::writable(file),
+            OpenMode::ReadOnly => CacheFile::read_only(file),
+        }
+        .map_err(|error| {
+            if is_locked(&error) {
+                open_error(dir, &path, DatabaseError::DatabaseAlreadyOpen)
+            } else {
+                Error::io("cannot lock the score cache", &path, error)
+            }
+        })?;
+        let opened = guard::catch(|| {
+            let mut builder = Database::builder();
+            builder.set_cache_size(READ_CACHE_BYTES);
+            builder.create_with_backend(backend)
+        })
+        .map_err(|panic| {
+            damaged(
+                dir,
+                &path,
+                &format!("the storage library stopped on it: {panic}"),
+            )
+        })?;
         let db = opened.map_err(|error| open_error(dir, &path, error))?;
         let cache = ScoreCache {
-            db,
+            db: ManuallyDrop::new(db),
             dir: dir.to_path_buf(),
             path,
             index: Mutex::new(None),
+            broken: AtomicBool::new(false),
+            writable: mode == OpenMode::Create,
         };
-        cache.check_format()?;
+        match mode {
+            OpenMode::Create => cache.guarded(|| cache.check_format())?,
+            OpenMode::ReadOnly => cache.guarded(|| cache.check_format_read_only())?,
+        }
         Ok(cache)
+    }
+
+    /// Run `work` (which calls redb) with a panic inside it reported as damage; refuse at once
+    /// once that has happened.
+    fn guarded<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(self.damaged("an earlier read stopped on damage"));
+        }
+        match guard::catch(work) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(self.damaged(&format!("the storage library stopped on it: {panic}")))
+            }
+        }
+    }
+
+    fn damaged(&self, what: &str) -> Error {
+        damaged(&self.dir, &self.path, what)
+    }
+
+    fn format_error(&self, format: &str) -> Error {
+        if format == FORMAT_V1 {
+            return Error::input(
+                &self.path,
+                None,
+                "a score cache of format v1, written by a crossdistill before entries were checksummed",
+            )
+            .with_hint(format!(
+                "export it with that version (crossdistill cache export {} --output scores.parquet) and import the file into a new cache dir with this one, or score into a new dir",
+                self.dir.display()
+            ));
+        }
+        Error::input(
+            &self.path,
+            None,
+            format!("score cache format `{format}`, expected `{FORMAT}`"),
+        )
+        .with_hint("it was written by another crossdistill version: use another cache dir, or export it with that version and import it here")
     }
 
     /// Create the tables of a new cache; refuse a file of another format.
@@ -234,15 +372,13 @@ impl ScoreCache {
                 .map(|value| value.value().to_string());
             match found {
                 Some(format) if format == FORMAT => {}
-                Some(format) => {
-                    return Err(Error::input(
-                        &self.path,
-                        None,
-                        format!("score cache format `{format}`, expected `{FORMAT}`"),
-                    )
-                    .with_hint("it was written by another crossdistill version: use another cache dir, or export it with that version and import it here"));
-                }
+                Some(format) => return Err(self.format_error(&format)),
                 None => {
+                    let scores = write.open_table(SCORES).map_err(|e| self.write_error(e))?;
+                    if scores.len().map_err(|e| self.write_error(e))? > 0 {
+                        return Err(self.damaged("it holds scores but no format record"));
+                    }
+                    drop(scores);
                     meta.insert("format", FORMAT)
                         .map_err(|e| self.write_error(e))?;
                 }
@@ -254,6 +390,35 @@ impl ScoreCache {
             write.open_table(TEXTS).map_err(|e| self.write_error(e))?;
         }
         self.commit(write)
+    }
+
+    /// Refuse a file of another format, or one without the tables.
+    fn check_format_read_only(&self) -> Result<()> {
+        let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
+        let found = match read.open_table(META) {
+            Ok(meta) => meta
+                .get("format")
+                .map_err(|e| self.read_error(e))?
+                .map(|value| value.value().to_string()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(error) => return Err(self.read_error(error)),
+        };
+        match found {
+            Some(format) if format == FORMAT => {}
+            Some(format) => return Err(self.format_error(&format)),
+            None => {
+                return Err(Error::input(
+                    &self.path,
+                    None,
+                    "not a crossdistill score cache: it has no format record",
+                )
+                .with_hint("point the command at a directory `crossdistill score` filled"))
+            }
+        }
+        read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
+        read.open_table(SCORES).map_err(|e| self.read_error(e))?;
+        read.open_table(TEXTS).map_err(|e| self.read_error(e))?;
+        Ok(())
     }
 
     /// The cache directory.
@@ -273,11 +438,16 @@ impl ScoreCache {
 
     /// [`lookup`](Self::lookup) by pair keys (computed with [`PairKey::of`]).
     pub fn lookup_keys(&self, teacher: &str, keys: &[PairKey]) -> Result<Vec<Option<f32>>> {
+        self.guarded(|| self.lookup_keys_unguarded(teacher, keys))
+    }
+
+    fn lookup_keys_unguarded(&self, teacher: &str, keys: &[PairKey]) -> Result<Vec<Option<f32>>> {
         let mut index = self
             .index
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if index.as_ref().is_none_or(|index| index.teacher != teacher) {
+            *index = None;
             *index = Some(self.build_index(teacher)?);
         }
         if let Some(Some(scores)) = index.as_ref().map(|index| &index.scores) {
@@ -288,6 +458,18 @@ impl ScoreCache {
         }
         drop(index);
         self.lookup_in_file(teacher, keys)
+    }
+
+    /// The score of a stored value, or the damage error when its check fails.
+    fn checked_score(&self, id: u32, key: PairKey, value: (f32, u64, u32)) -> Result<f32> {
+        let (score, text_id, check) = value;
+        if entry_check(id, key, score, text_id) != check {
+            return Err(self.damaged(&format!(
+                "the entry of pair key {:032x} (teacher {id}) fails its check: its score or text id was changed on disk",
+                key.0
+            )));
+        }
+        Ok(score)
     }
 
     /// The in-memory index of `teacher` (one range scan), or none above [`INDEX_LIMIT`].
@@ -308,7 +490,8 @@ impl ScoreCache {
                 });
             }
             Some((id, entries)) => {
-                scores.reserve(entries as usize);
+                // The count comes from the file: a hint for the map's size, capped.
+                scores.reserve((entries as usize).min(1 << 20));
                 let table = read.open_table(SCORES).map_err(|e| self.read_error(e))?;
                 let (start, end) = (score_key(id, PairKey(0)), score_key(id, PairKey(u128::MAX)));
                 for item in table
@@ -317,7 +500,8 @@ impl ScoreCache {
                 {
                     let (key, value) = item.map_err(|e| self.read_error(e))?;
                     let (_, pair_key) = split_score_key(key.value());
-                    scores.insert(index_key(pair_key), value.value().0);
+                    let score = self.checked_score(id, pair_key, value.value())?;
+                    scores.insert(index_key(pair_key), score);
                 }
             }
         }
@@ -340,10 +524,11 @@ impl ScoreCache {
         let scores = read.open_table(SCORES).map_err(|e| self.read_error(e))?;
         keys.iter()
             .map(|&key| {
-                Ok(scores
+                scores
                     .get(&score_key(id, key))
                     .map_err(|e| self.read_error(e))?
-                    .map(|value| value.value().0))
+                    .map(|value| self.checked_score(id, key, value.value()))
+                    .transpose()
             })
             .collect()
     }
@@ -353,6 +538,30 @@ impl ScoreCache {
     /// conflicts). Errors leave the cache as it was, including on a 128-bit key collision
     /// noticed when another teacher's texts are reused, which is reported rather than stored.
     pub fn insert(&mut self, teacher: &str, entries: &[(&str, &str, f32)]) -> Result<InsertReport> {
+        if !self.writable {
+            return Err(Error::invalid(format!(
+                "the score cache {} was opened read-only",
+                self.dir.display()
+            ))
+            .with_hint("open it with ScoreCache::open to add scores"));
+        }
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(self.damaged("an earlier read stopped on damage"));
+        }
+        match guard::catch(|| self.insert_unguarded(teacher, entries)) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(self.damaged(&format!("the storage library stopped on it: {panic}")))
+            }
+        }
+    }
+
+    fn insert_unguarded(
+        &mut self,
+        teacher: &str,
+        entries: &[(&str, &str, f32)],
+    ) -> Result<InsertReport> {
         let mut report = InsertReport::default();
         if teacher.is_empty() {
             return Err(
@@ -395,7 +604,8 @@ impl ScoreCache {
                 let cached = scores
                     .get(&full)
                     .map_err(|e| self.write_error(e))?
-                    .map(|value| value.value().0);
+                    .map(|value| self.checked_score(id, key, value.value()))
+                    .transpose()?;
                 match cached {
                     Some(cached) if cached.to_bits() == score.to_bits() => {
                         report.present += 1;
@@ -414,7 +624,9 @@ impl ScoreCache {
                         .get(&score_key(other, key))
                         .map_err(|e| self.write_error(e))?
                     {
-                        shared = Some(value.value().1);
+                        let value = value.value();
+                        self.checked_score(other, key, value)?;
+                        shared = Some(value.1);
                         break;
                     }
                 }
@@ -443,7 +655,10 @@ impl ScoreCache {
                     }
                 };
                 scores
-                    .insert(&full, (score, text_id))
+                    .insert(
+                        &full,
+                        (score, text_id, entry_check(id, key, score, text_id)),
+                    )
                     .map_err(|e| self.write_error(e))?;
                 added.push((key, score));
                 report.added += 1;
@@ -478,17 +693,24 @@ impl ScoreCache {
 
     /// Cached scores of `teacher` (0 for a teacher the cache has never seen).
     pub fn entries(&self, teacher: &str) -> Result<u64> {
-        let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
-        let teachers = read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
-        let found = teachers
-            .get(teacher)
-            .map_err(|e| self.read_error(e))?
-            .map_or(0, |value| value.value().1);
-        Ok(found)
+        self.guarded(|| {
+            let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
+            let teachers = read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
+            let found = teachers
+                .get(teacher)
+                .map_err(|e| self.read_error(e))?
+                .map_or(0, |value| value.value().1);
+            Ok(found)
+        })
     }
 
-    /// What the cache holds: size, distinct pairs, entries per teacher.
+    /// What the cache holds: size, distinct pairs, entries per teacher (as the file records
+    /// them; [`verify`](Self::verify) reads every entry).
     pub fn stats(&self) -> Result<CacheStats> {
+        self.guarded(|| self.stats_unguarded())
+    }
+
+    fn stats_unguarded(&self) -> Result<CacheStats> {
         let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
         let teachers = read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
         let mut listed = Vec::new();
@@ -519,13 +741,55 @@ impl ScoreCache {
         })
     }
 
+    /// Read every entry and check it (its check value, its text hashing to its key, each
+    /// teacher's recorded count). Returns the number of entries; the first damage is an error.
+    pub fn verify(&self) -> Result<u64> {
+        let stats = self.stats()?;
+        let mut counted: HashMap<String, u64> = HashMap::new();
+        self.for_each(None, |entry| {
+            *counted.entry(entry.teacher.to_string()).or_default() += 1;
+            Ok(())
+        })?;
+        for teacher in &stats.teachers {
+            let found = counted.get(&teacher.teacher).copied().unwrap_or(0);
+            if found != teacher.entries {
+                return Err(self.damaged(&format!(
+                    "teacher `{}` is recorded with {} entries, but {found} are stored",
+                    teacher.teacher, teacher.entries
+                )));
+            }
+        }
+        Ok(counted.values().sum())
+    }
+
     /// Call `visit` with every cached score (of `teacher` only, when given), teacher by teacher
-    /// in the order they first wrote, pairs in key order. Stops at the first error `visit` returns.
+    /// in the order they first wrote, pairs in key order. Stops at the first error `visit` returns,
+    /// and at the first damaged entry (an error naming the file).
     pub fn for_each(
         &self,
         teacher: Option<&str>,
-        mut visit: impl FnMut(CacheEntry<'_>) -> Result<()>,
+        visit: impl FnMut(CacheEntry<'_>) -> Result<()>,
     ) -> Result<()> {
+        self.guarded(|| self.scan(teacher, false, visit).map(|_| ()))
+    }
+
+    /// [`for_each`](Self::for_each) over the entries that pass their checks; returns how many
+    /// were skipped as damaged. Damage to the file's structure (a truncated file, a damaged
+    /// page) still ends the scan with an error.
+    pub fn for_each_readable(
+        &self,
+        teacher: Option<&str>,
+        visit: impl FnMut(CacheEntry<'_>) -> Result<()>,
+    ) -> Result<u64> {
+        self.guarded(|| self.scan(teacher, true, visit))
+    }
+
+    fn scan(
+        &self,
+        teacher: Option<&str>,
+        skip_damaged: bool,
+        mut visit: impl FnMut(CacheEntry<'_>) -> Result<()>,
+    ) -> Result<u64> {
         let read = self.db.begin_read().map_err(|e| self.read_error(e))?;
         let teachers = read.open_table(TEACHERS).map_err(|e| self.read_error(e))?;
         let mut names: Vec<(u32, String)> = Vec::new();
@@ -539,6 +803,8 @@ impl ScoreCache {
         names.sort();
         let scores = read.open_table(SCORES).map_err(|e| self.read_error(e))?;
         let texts = read.open_table(TEXTS).map_err(|e| self.read_error(e))?;
+        let mut buffer = Vec::new();
+        let mut skipped = 0;
         for (id, fingerprint) in &names {
             let start = score_key(*id, PairKey(0));
             let end = score_key(*id, PairKey(u128::MAX));
@@ -547,22 +813,36 @@ impl ScoreCache {
                 .map_err(|e| self.read_error(e))?
             {
                 let (key, value) = item.map_err(|e| self.read_error(e))?;
-                let (score, text_id) = value.value();
-                let stored = texts
-                    .get(text_id)
-                    .map_err(|e| self.read_error(e))?
-                    .ok_or_else(|| {
-                        let (_, pair_key) = split_score_key(key.value());
-                        Error::input(
-                            &self.path,
-                            None,
-                            format!(
-                                "damaged score cache: the score of key {:032x} names text {text_id}, which is missing",
+                let (_, pair_key) = split_score_key(key.value());
+                let value = value.value();
+                let checked = self.checked_score(*id, pair_key, value).and_then(|score| {
+                    let text_id = value.1;
+                    let stored = texts
+                        .get(text_id)
+                        .map_err(|e| self.read_error(e))?
+                        .ok_or_else(|| {
+                            self.damaged(&format!(
+                                "the score of pair key {:032x} names text {text_id}, which is missing",
                                 pair_key.0
-                            ),
-                        )
-                        .with_hint("rebuild the cache with crossdistill score into a new directory")
-                    })?;
+                            ))
+                        })?;
+                    let (query, passage) = stored.value();
+                    if PairKey::of_with(&mut buffer, query, passage) != pair_key {
+                        return Err(self.damaged(&format!(
+                            "text {text_id} does not hash to the pair key {:032x} that names it: the text was changed on disk",
+                            pair_key.0
+                        )));
+                    }
+                    Ok((stored, score))
+                });
+                let (stored, score) = match checked {
+                    Ok(found) => found,
+                    Err(error) if skip_damaged && is_damage(&error) => {
+                        skipped += 1;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 let (query, passage) = stored.value();
                 visit(CacheEntry {
                     teacher: fingerprint,
@@ -572,7 +852,7 @@ impl ScoreCache {
                 })?;
             }
         }
-        Ok(())
+        Ok(skipped)
     }
 
     /// Add every score of `other` (all its teachers) to this cache, [`MERGE_CHUNK`] entries per
@@ -609,11 +889,21 @@ impl ScoreCache {
     }
 
     fn read_error(&self, error: impl Into<redb::Error>) -> Error {
-        storage_error("cannot read the score cache", &self.path, error.into())
+        storage_error(
+            "cannot read the score cache",
+            &self.dir,
+            &self.path,
+            error.into(),
+        )
     }
 
     fn write_error(&self, error: impl Into<redb::Error>) -> Error {
-        storage_error("cannot write the score cache", &self.path, error.into())
+        storage_error(
+            "cannot write the score cache",
+            &self.dir,
+            &self.path,
+            error.into(),
+        )
     }
 }
 
@@ -643,15 +933,27 @@ impl EntryBatch {
     }
 }
 
-fn storage_error(action: &'static str, path: &Path, error: redb::Error) -> Error {
+/// The prefix of every damage message (see [`is_damage`]).
+const DAMAGED: &str = "damaged score cache: ";
+
+/// The error for a damaged cache file: what was found, and [`damage_hint`].
+fn damaged(dir: &Path, path: &Path, what: &str) -> Error {
+    Error::input(path, None, format!("{DAMAGED}{what}")).with_hint(damage_hint(dir))
+}
+
+/// True for the errors [`damaged`] makes.
+fn is_damage(error: &Error) -> bool {
+    matches!(error, Error::Input { message, .. } if message.starts_with(DAMAGED))
+}
+
+fn storage_error(action: &'static str, dir: &Path, path: &Path, error: redb::Error) -> Error {
     match error {
+        // A read past the end: the file was truncated (or a page pointer is damaged).
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            damaged(dir, path, &source.to_string())
+        }
         redb::Error::Io(source) => Error::io(action, path, source),
-        redb::Error::Corrupted(message) => Error::input(
-            path,
-            None,
-            format!("damaged score cache: {message}"),
-        )
-        .with_hint("move the cache directory away and rebuild it with crossdistill score (or merge the good parts of it)"),
+        redb::Error::Corrupted(message) => damaged(dir, path, &message),
         other => Error::io(action, path, std::io::Error::other(other)),
     }
 }
@@ -671,12 +973,16 @@ fn open_error(dir: &Path, path: &Path, error: DatabaseError) -> Error {
             ),
         )
         .with_hint("open it with the crossdistill version that wrote it and export it"),
-        DatabaseError::Storage(StorageError::Corrupted(message)) => Error::input(
+        DatabaseError::Storage(StorageError::Corrupted(message)) => damaged(
+            dir,
             path,
-            None,
-            format!("not a crossdistill score cache, or a damaged one: {message}"),
-        )
-        .with_hint("point [cache] dir at another directory, or move this one away"),
+            &format!("not a crossdistill score cache, or a damaged one: {message}"),
+        ),
+        DatabaseError::Storage(StorageError::Io(source))
+            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            damaged(dir, path, &source.to_string())
+        }
         DatabaseError::Storage(StorageError::Io(source)) => {
             Error::io("cannot open the score cache", path, source)
         }

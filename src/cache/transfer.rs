@@ -56,6 +56,27 @@ pub fn export(
     format: ExportFormat,
     output: &Path,
 ) -> Result<u64> {
+    export_entries(cache, teacher, format, output, false).map(|(rows, _)| rows)
+}
+
+/// [`export`] the entries that pass their checks, skipping damaged ones (to save what a
+/// damaged cache still holds). Returns the rows written and the entries skipped.
+pub fn export_readable(
+    cache: &ScoreCache,
+    teacher: Option<&str>,
+    format: ExportFormat,
+    output: &Path,
+) -> Result<(u64, u64)> {
+    export_entries(cache, teacher, format, output, true)
+}
+
+fn export_entries(
+    cache: &ScoreCache,
+    teacher: Option<&str>,
+    format: ExportFormat,
+    output: &Path,
+    skip_damaged: bool,
+) -> Result<(u64, u64)> {
     if let Some(teacher) = teacher {
         if cache.entries(teacher)? == 0 {
             return Err(no_such_teacher(cache, teacher)?);
@@ -65,8 +86,8 @@ pub fn export(
     let written = File::create(&temporary)
         .map_err(|e| Error::io("cannot create", &temporary, e))
         .and_then(|file| match format {
-            ExportFormat::Jsonl => export_jsonl(cache, teacher, file, &temporary),
-            ExportFormat::Parquet => export_parquet(cache, teacher, file, &temporary),
+            ExportFormat::Jsonl => export_jsonl(cache, teacher, skip_damaged, file, &temporary),
+            ExportFormat::Parquet => export_parquet(cache, teacher, skip_damaged, file, &temporary),
         })
         .and_then(|rows| {
             std::fs::rename(&temporary, output)
@@ -129,11 +150,31 @@ fn finite(entry: &CacheEntry) -> Result<()> {
     .with_hint("the teacher gives non-finite scores for this pair: fix the teacher and rebuild the cache in a new directory with `crossdistill score`"))
 }
 
-fn export_jsonl(cache: &ScoreCache, teacher: Option<&str>, file: File, path: &Path) -> Result<u64> {
+/// Visit the entries strictly, or skipping damaged ones; returns how many were skipped.
+fn visit_entries(
+    cache: &ScoreCache,
+    teacher: Option<&str>,
+    skip_damaged: bool,
+    visit: impl FnMut(super::store::CacheEntry<'_>) -> Result<()>,
+) -> Result<u64> {
+    if skip_damaged {
+        cache.for_each_readable(teacher, visit)
+    } else {
+        cache.for_each(teacher, visit).map(|()| 0)
+    }
+}
+
+fn export_jsonl(
+    cache: &ScoreCache,
+    teacher: Option<&str>,
+    skip_damaged: bool,
+    file: File,
+    path: &Path,
+) -> Result<(u64, u64)> {
     let io_error = |e| Error::io("cannot write", path, e);
     let mut writer = BufWriter::new(file);
     let mut rows = 0u64;
-    cache.for_each(teacher, |entry| {
+    let skipped = visit_entries(cache, teacher, skip_damaged, |entry| {
         finite(&entry)?;
         let row = serde_json::json!({
             "query": entry.query,
@@ -148,7 +189,7 @@ fn export_jsonl(cache: &ScoreCache, teacher: Option<&str>, file: File, path: &Pa
     })?;
     let file = writer.into_inner().map_err(|e| io_error(e.into_error()))?;
     file.sync_all().map_err(io_error)?;
-    Ok(rows)
+    Ok((rows, skipped))
 }
 
 struct ParquetColumns {
@@ -185,9 +226,10 @@ impl ParquetColumns {
 fn export_parquet(
     cache: &ScoreCache,
     teacher: Option<&str>,
+    skip_damaged: bool,
     file: File,
     path: &Path,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let parquet_error = |e: parquet::errors::ParquetError| {
         Error::io("cannot write", path, std::io::Error::other(e))
     };
@@ -205,7 +247,7 @@ fn export_parquet(
         ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
     let mut columns = ParquetColumns::new();
     let mut rows = 0u64;
-    cache.for_each(teacher, |entry| {
+    let skipped = visit_entries(cache, teacher, skip_damaged, |entry| {
         finite(&entry)?;
         columns.query.append_value(entry.query);
         columns.passage.append_value(entry.passage);
@@ -226,7 +268,7 @@ fn export_parquet(
     let file = writer.into_inner().map_err(parquet_error)?;
     file.sync_all()
         .map_err(|e| Error::io("cannot write", path, e))?;
-    Ok(rows)
+    Ok((rows, skipped))
 }
 
 /// What an import did.

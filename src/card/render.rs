@@ -742,6 +742,7 @@ fn training_details(out: &mut String, input: &CardInput) {
             "\n### Training Hyperparameters\n\nThe `[train]` table of the resolved recipe:\n\n```toml\n{}```\n",
             text
         );
+        let _ = writeln!(out, "\n{}", checkpoints_kept(&input.hyperparameters));
     }
     training_log(out, input);
     let _ = write!(
@@ -752,6 +753,18 @@ fn training_details(out: &mut String, input: &CardInput) {
          - Tokenizers: {TOKENIZERS_VERSION}\n\n",
         env!("CARGO_PKG_VERSION")
     );
+}
+
+/// What the run kept of its checkpoints, from `save_total_limit` (0 = all; recipes default to
+/// a few so that a long run's checkpoints do not fill the disk).
+fn checkpoints_kept(train: &toml::Table) -> String {
+    match train.get("save_total_limit").and_then(toml::Value::as_integer) {
+        Some(0) => "Checkpoints: the run kept every `checkpoint-STEP` directory (`save_total_limit = 0`).".to_string(),
+        Some(limit) => format!(
+            "Checkpoints: the run kept only its newest {limit} `checkpoint-STEP` directories (`save_total_limit = {limit}`; the default is 3, and 0 keeps every one)."
+        ),
+        None => "Checkpoints: the run kept every `checkpoint-STEP` directory.".to_string(),
+    }
 }
 
 fn citations(out: &mut String, input: &CardInput) {
@@ -789,6 +802,15 @@ fn citations(out: &mut String, input: &CardInput) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_card_says_how_many_checkpoints_were_kept() {
+        let mut train = toml::Table::new();
+        train.insert("save_total_limit".into(), toml::Value::Integer(3));
+        assert!(checkpoints_kept(&train).contains("only its newest 3"));
+        train.insert("save_total_limit".into(), toml::Value::Integer(0));
+        assert!(checkpoints_kept(&train).contains("kept every"));
+    }
 
     #[test]
     fn python_title_matches_str_title() {

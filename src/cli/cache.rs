@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::Outcome;
-use crate::cache::{export, import, ExportFormat, InsertReport, ScoreCache};
+use crate::cache::{export, export_readable, import, ExportFormat, InsertReport, ScoreCache};
 use crate::error::{Error, Result};
 
 /// `cache` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Entries per teacher, distinct pairs and size on disk.
+    /// Entries per teacher, distinct pairs and size on disk, after reading and checking every
+    /// entry (a damaged cache is an error).
     Stats {
         /// The cache directory.
         dir: PathBuf,
@@ -32,6 +33,10 @@ pub enum CacheCommand {
         /// Only this teacher's scores (a fingerprint from `cache stats`).
         #[arg(long)]
         teacher: Option<String>,
+        /// Skip entries that fail their checks (to save what a damaged cache still holds)
+        /// instead of stopping at the first.
+        #[arg(long)]
+        skip_damaged: bool,
     },
     /// Add scores computed elsewhere (JSONL, CSV/TSV or Parquet with query, passage, score).
     Import {
@@ -62,14 +67,23 @@ pub(super) fn run(command: CacheCommand) -> Result<Outcome> {
             format,
             output,
             teacher,
+            skip_damaged,
         } => {
             let format = match format {
                 Some(name) => name.parse()?,
                 None => format_from_extension(&output)?,
             };
             let cache = ScoreCache::open_existing(&dir)?;
-            let rows = export(&cache, teacher.as_deref(), format, &output)?;
-            println!("exported {rows} scores to {}", output.display());
+            if skip_damaged {
+                let (rows, skipped) = export_readable(&cache, teacher.as_deref(), format, &output)?;
+                println!(
+                    "exported {rows} scores to {}; skipped {skipped} damaged entries",
+                    output.display()
+                );
+            } else {
+                let rows = export(&cache, teacher.as_deref(), format, &output)?;
+                println!("exported {rows} scores to {}", output.display());
+            }
             Ok(Outcome::Success)
         }
         CacheCommand::Import {
@@ -106,9 +120,15 @@ fn format_from_extension(output: &Path) -> Result<ExportFormat> {
 }
 
 fn stats(dir: &Path, json: bool) -> Result<Outcome> {
-    let stats = ScoreCache::open_existing(dir)?.stats()?;
+    let cache = ScoreCache::open_existing(dir)?;
+    let verified = cache.verify()?;
+    let stats = cache.stats()?;
     if json {
-        println!("{}", serde_json::to_string(&stats)?);
+        let mut value = serde_json::to_value(&stats)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("verified_entries".into(), verified.into());
+        }
+        println!("{value}");
         return Ok(Outcome::Success);
     }
     println!(
@@ -121,6 +141,7 @@ fn stats(dir: &Path, json: bool) -> Result<Outcome> {
     for teacher in &stats.teachers {
         println!("{:>12} {}", teacher.entries, teacher.teacher);
     }
+    println!("all {verified} entries read and checked");
     Ok(Outcome::Success)
 }
 

@@ -1,6 +1,6 @@
 //! `crossdistill predict`: score JSONL pairs, write the rows back with `score` added.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -168,14 +168,13 @@ fn short(value: &Value) -> String {
 
 /// Read every pair row of a JSONL file (blank lines skipped).
 pub fn read_pair_rows(path: &Path) -> Result<Vec<PairRow>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut rows = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io("cannot read", path, e))?;
+    for line in crate::data::numbered_lines(path)? {
+        let (line_number, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
-        rows.push(parse_pair_row(&line, path, index + 1)?);
+        rows.push(parse_pair_row(&line, path, line_number)?);
     }
     if rows.is_empty() {
         return Err(Error::input(

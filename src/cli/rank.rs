@@ -1,6 +1,5 @@
 //! `crossdistill rank`: rank documents for one query, best first.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -44,11 +43,10 @@ pub struct RankArgs {
 
 /// Read documents from a text or JSONL file.
 pub fn read_documents(path: &Path) -> Result<Vec<String>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let jsonl = path.extension().is_some_and(|e| e == "jsonl");
     let mut docs = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io("cannot read", path, e))?;
+    for line in crate::data::numbered_lines(path)? {
+        let (line_number, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
@@ -57,7 +55,7 @@ pub fn read_documents(path: &Path) -> Result<Vec<String>> {
             continue;
         }
         let value: Value = serde_json::from_str(&line)
-            .map_err(|e| Error::input(path, Some(index + 1), format!("invalid JSON: {e}")))?;
+            .map_err(|e| Error::input(path, Some(line_number), format!("invalid JSON: {e}")))?;
         let text = match &value {
             Value::String(s) => Some(s.clone()),
             Value::Object(o) => ["text", "document", "passage"]
@@ -68,7 +66,7 @@ pub fn read_documents(path: &Path) -> Result<Vec<String>> {
         docs.push(text.ok_or_else(|| {
             Error::input(
                 path,
-                Some(index + 1),
+                Some(line_number),
                 "expected a string or an object with a `text` field",
             )
         })?);

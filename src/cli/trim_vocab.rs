@@ -30,7 +30,8 @@ pub struct TrimVocabArgs {
     /// The text columns of table files (default: every column but the label column).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// Replace --output when it exists.
+    /// Replace --output when it is a previous trim-vocab output (it holds trim_vocab.json and
+    /// only the files listed there); anything else is refused.
     #[arg(long)]
     pub force: bool,
     /// Print the report as JSON.

@@ -25,6 +25,9 @@ struct Layout {
     /// Where `file_columns` came from: [`HEADER`] or [`NAMES`].
     names_from: &'static str,
     selection: Selection,
+    /// CSV (quoted cells) rather than TSV.
+    quoting: bool,
+    delimiter: u8,
 }
 
 impl Layout {
@@ -33,6 +36,9 @@ impl Layout {
         let line = record.position().map_or(0, line_of);
         let place = Place::Line(line);
         if record.len() != self.file_columns.len() {
+            if let Some(problem) = self.unclosed_quote(record, line) {
+                return Err(place.error(&self.path, problem));
+            }
             return Err(place.error(
                 &self.path,
                 Problem::new(
@@ -73,6 +79,56 @@ impl Layout {
             label,
         })
     }
+
+    /// The problem when `record` (at `line`) holds a quote that is never closed: the csv reader
+    /// then takes the rest of the file as one cell, and the cell count alone would mislead.
+    fn unclosed_quote(&self, record: &csv::StringRecord, line: usize) -> Option<Problem> {
+        if !self.quoting || !record.iter().any(|cell| cell.contains('\n')) {
+            return None;
+        }
+        let start = record.position()?.byte();
+        let mut file = File::open(&self.path).ok()?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start)).ok()?;
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut rest).ok()?;
+        let opening = unclosed_quote_at(&rest, self.delimiter)?;
+        let opening_line = line + rest[..opening].iter().filter(|&&b| b == b'\n').count();
+        let line_ends = rest.iter().filter(|&&b| b == b'\n').count();
+        let last_line = line + line_ends - usize::from(rest.ends_with(b"\n"));
+        Some(Problem::new(
+            format!(
+                "the quote that opens a cell on line {opening_line} is never closed, so the cell runs to the end of the file (line {last_line})"
+            ),
+            "close the quote, or write a quote inside a quoted cell as two quotes (\"\")",
+        ))
+    }
+}
+
+/// The offset of a `"` that opens a cell of `text` and is never closed, by the rules the csv
+/// reader follows: a quote opens a cell only as its first character, `""` inside a quoted cell
+/// is a literal quote, and the closing quote ends the quoting.
+fn unclosed_quote_at(text: &[u8], delimiter: u8) -> Option<usize> {
+    let mut at_cell_start = true;
+    let mut opened: Option<usize> = None;
+    let mut index = 0;
+    while index < text.len() {
+        let byte = text[index];
+        match opened {
+            Some(_) if byte == b'"' => {
+                if text.get(index + 1) == Some(&b'"') {
+                    index += 1;
+                } else {
+                    opened = None;
+                }
+            }
+            Some(_) => {}
+            None if at_cell_start && byte == b'"' => opened = Some(index),
+            None => {}
+        }
+        at_cell_start = opened.is_none() && (byte == delimiter || byte == b'\n' || byte == b'\r');
+        index += 1;
+    }
+    opened
 }
 
 /// Rows of a CSV or TSV file; the first one is read (and checked) by [`CsvRows::open`].
@@ -138,6 +194,8 @@ impl CsvRows {
                 NAMES
             },
             selection,
+            quoting: delimiter != b'\t',
+            delimiter,
         };
         let first = layout.row(&record)?;
         Ok(CsvRows {
@@ -240,6 +298,14 @@ fn csv_error(path: &Path, error: csv::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unclosed_quote_is_found_where_it_opens() {
+        assert_eq!(unclosed_quote_at(b"q2,\"p2,3\nq3,p3,1\n", b','), Some(3));
+        assert_eq!(unclosed_quote_at(b"q2,\"p \"\" 2\",3\n", b','), None);
+        assert_eq!(unclosed_quote_at(b"q2,p\"2,3\n", b','), None);
+        assert_eq!(unclosed_quote_at(b"\"a\nb\",1\n\"x", b','), Some(8));
+    }
 
     #[test]
     fn labels_parse_numbers_and_booleans_and_reject_the_rest() {

@@ -31,11 +31,13 @@
 mod columns;
 mod csv;
 mod jsonl;
+mod lines;
 mod parquet;
 mod row;
 mod source;
 mod write;
 
+pub use lines::{numbered_lines, BYTE_ORDER_MARK};
 pub use row::{Field, Label, Row};
 pub use source::{count_rows, DataSource, Format, RowReader, LABEL_COLUMN_CANDIDATES};
 pub use write::write_jsonl_atomic;

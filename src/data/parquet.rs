@@ -21,7 +21,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 
 use super::columns::{self, Selection};
-use super::row::{finite_label, Field, Label, Place, Problem, Row, RowShape};
+use super::row::{describe_bad_label, finite_label, Field, Label, Place, Problem, Row, RowShape};
 use super::source::{empty_file_error, file_error, ColumnOptions};
 use crate::error::{Error, Result};
 
@@ -441,7 +441,7 @@ fn label_cell(array: &ArrayRef, index: usize, name: &str) -> Result<Label, Probl
     };
     let finite = |array: &dyn Array, index: usize| match number_at(array, index) {
         None => Err(not_finite("null".to_string())),
-        Some(value) => finite_label(value).ok_or_else(|| not_finite(value.to_string())),
+        Some(value) => finite_label(value).ok_or_else(|| not_finite(describe_bad_label(value))),
     };
     if list_element(array.data_type()).is_none() {
         return finite(array, index).map(Label::Scalar);

@@ -149,6 +149,16 @@ pub(crate) fn finite_label(value: f64) -> Option<f32> {
     narrowed.is_finite().then_some(narrowed)
 }
 
+/// How a label that [`finite_label`] refused reads in a message: `NaN`, `inf`, or the number in
+/// scientific notation (`1e308`, not its 309 digits) with why it does not fit.
+pub(crate) fn describe_bad_label(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:e}, too large for a 32-bit float")
+    } else {
+        value.to_string()
+    }
+}
+
 /// The shape of the first row (text or list per input column, scalar or list label); every later
 /// row must have the same one, since a batch mixes rows.
 #[derive(Debug, Clone)]

@@ -233,15 +233,22 @@ pub(crate) fn empty_file_error(path: &Path, expected: &str) -> Error {
 fn open_file(path: &Path, given: &str, base_dir: &Path) -> Result<File> {
     let file = File::open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            Error::input(
-                path,
-                None,
-                format!(
-                    "data file not found (`{given}`, resolved against {})",
-                    base_dir.display()
-                ),
-            )
-            .with_hint("check `path` in the recipe's data section; relative paths are relative to the recipe file's directory")
+            // A source from the command line (or a recipe in the working directory) resolves
+            // against the working directory: say that, not "the recipe's directory".
+            if base_dir.as_os_str().is_empty() || base_dir == Path::new(".") {
+                Error::input(path, None, "file not found")
+                    .with_hint("check the path; a relative path is relative to the current directory")
+            } else {
+                Error::input(
+                    path,
+                    None,
+                    format!(
+                        "data file not found (`{given}`, resolved against {})",
+                        base_dir.display()
+                    ),
+                )
+                .with_hint("check `path` in the recipe's data section; relative paths are relative to the recipe file's directory")
+            }
         } else {
             Error::io("cannot read", path, source)
         }

@@ -723,6 +723,23 @@ fn parquet_type_and_null_errors() {
         &first_error(&source(&nan_only)),
         &["nan.parquet: row 2: label column `score`: expected a finite number, found NaN"],
     );
+    let huge = write_parquet(
+        dir,
+        "huge.parquet",
+        vec![
+            ("query", strings(&["q1", "q2"])),
+            (
+                "score",
+                Arc::new(arrow_array::Float64Array::from(vec![1.0, 1e308])) as ArrayRef,
+            ),
+        ],
+    );
+    let message = first_error(&source(&huge));
+    assert_contains(
+        &message,
+        &["huge.parquet: row 2: label column `score`: expected a finite number, found 1e308, too large for a 32-bit float"],
+    );
+    assert!(message.len() < 300, "{message}");
     let garbage = write(dir, "garbage.parquet", "query,passage\n");
     assert_contains(
         &first_error(&source(&garbage)),

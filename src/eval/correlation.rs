@@ -43,8 +43,19 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Result<f64> {
     Ok(pearson_unchecked(x, y))
 }
 
-/// Pearson over checked inputs: centre, normalise, dot, clip to [-1, 1] (scipy's order).
+/// Pearson over checked inputs: scale by the largest magnitude, centre, normalise, dot, clip
+/// to [-1, 1] (scipy's order). The scaling (which leaves r unchanged) keeps values near
+/// `f64::MAX`, such as a label of 1e308, from overflowing the sums to infinity.
 pub(crate) fn pearson_unchecked(x: &[f64], y: &[f64]) -> f64 {
+    let scaled = |values: &[f64]| -> Vec<f64> {
+        let largest = values.iter().fold(0.0f64, |max, v| max.max(v.abs()));
+        if largest > 0.0 && largest.is_finite() {
+            values.iter().map(|v| v / largest).collect()
+        } else {
+            values.to_vec()
+        }
+    };
+    let (x, y) = (&scaled(x)[..], &scaled(y)[..]);
     let n = x.len() as f64;
     let mean_x = x.iter().sum::<f64>() / n;
     let mean_y = y.iter().sum::<f64>() / n;
@@ -115,6 +126,17 @@ mod tests {
             (actual - expected).abs() < 1e-12,
             "{what}: got {actual}, expected {expected}"
         );
+    }
+
+    #[test]
+    fn pearson_of_values_near_the_f64_limit() {
+        // Without scaling the sums overflow to infinity and r came out 0. scipy 1.17.1 (which
+        // scales by the largest magnitude too): pearsonr([1e308, 1, 2, 3], [4, 1, 2, 3]) =
+        // 0.7745966692414832, pearsonr([1e308, 5e307, 2.5e307], [4, 2, 1]) = 0.9999999999999998.
+        let r = pearson(&[1e308, 1.0, 2.0, 3.0], &[4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_close(r, 0.7745966692414832, "scipy");
+        let big = pearson(&[1e308, 5e307, 2.5e307], &[4.0, 2.0, 1.0]).unwrap();
+        assert_close(big, 0.9999999999999998, "scipy");
     }
 
     #[test]

@@ -11,7 +11,6 @@
 //! Blank lines are skipped. Every malformed line is an error naming the file and the line, what
 //! was expected and what was found.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -39,14 +38,12 @@ pub const LABEL_CANDIDATES: &[&str] = &["label", "labels", "score", "scores"];
 /// Errors: the file cannot be read; a line is not JSON or not an object (file and line); the
 /// file holds no row.
 pub fn read_jsonl_objects(path: &Path) -> Result<Vec<(usize, Map<String, Value>)>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut rows = Vec::new();
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io("cannot read", path, e))?;
+    for line in crate::data::numbered_lines(path)? {
+        let (line_number, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let line_number = index + 1;
         let value: Value = serde_json::from_str(&line).map_err(|e| {
             Error::input(path, Some(line_number), format!("invalid JSON: {e}"))
                 .with_hint("each line must be one JSON object")

@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 
 use super::embedding_cache::{cache_path, model_fingerprint, read_npy, write_npy};
-use super::options::MineOptions;
+use super::options::{MineOptions, MinePlan, OutputFormat};
 use super::output::{build, Shape};
 use super::pairs::{Grouped, PairDataset};
 use super::search::{exact_top_k, Candidates};
@@ -213,6 +213,7 @@ pub fn mine_hard_negatives(
     let grouped = Grouped::new(dataset, corpus);
     let plan = options.plan(grouped.max_positives)?;
     let mut notes = plan.notes.clone();
+    let num_negatives = negatives_per_query(options, &plan, grouped.corpus.len(), &mut notes)?;
     let mut stage_seconds = Vec::new();
     if plan.range_max_derived {
         notes.push(format!(
@@ -272,7 +273,9 @@ pub fn mine_hard_negatives(
     let mut candidates = exact_top_k(
         &query_embeddings,
         &corpus_tensor,
-        plan.candidates_per_query,
+        // No query has more candidates than the corpus has documents: the slots past it
+        // would only be padding, so a huge range_max costs nothing.
+        plan.candidates_per_query.min(corpus_len).max(1),
         options.query_chunk(corpus_len),
         &mut |n| progress.advance(n),
     )?;
@@ -320,7 +323,7 @@ pub fn mine_hard_negatives(
         &candidates,
         options.range_min,
         plan.range_max,
-        options.num_negatives,
+        num_negatives,
         options.sampling_strategy,
         options.seed,
     );
@@ -331,7 +334,7 @@ pub fn mine_hard_negatives(
         &Shape {
             format: plan.output_format,
             output_scores: options.output_scores,
-            num_negatives: options.num_negatives,
+            num_negatives,
             anchor_column: &dataset.anchor_column,
             positive_column: &dataset.positive_column,
         },
@@ -372,4 +375,31 @@ pub fn mine_hard_negatives(
         table: built.table,
         report,
     })
+}
+
+/// The negatives to mine per query: `num_negatives`, or the corpus size when that is smaller
+/// (no query can have more), with a note. An n-tuple row needs all of them, so there a
+/// `num_negatives` above the corpus size is an error (every row would be dropped).
+fn negatives_per_query(
+    options: &MineOptions,
+    plan: &MinePlan,
+    corpus_len: usize,
+    notes: &mut Vec<String>,
+) -> Result<usize> {
+    let wanted = options.num_negatives;
+    if wanted <= corpus_len {
+        return Ok(wanted);
+    }
+    if plan.output_format == OutputFormat::NTuple {
+        return Err(Error::invalid(format!(
+            "cannot mine {wanted} negatives per query from a corpus of {corpus_len} documents: every n-tuple row needs all {wanted}"
+        ))
+        .with_hint(format!(
+            "use num_negatives below {corpus_len}, or give a larger corpus"
+        )));
+    }
+    notes.push(format!(
+        "num_negatives={wanted} is more than the corpus has documents; mining at most {corpus_len} per query"
+    ));
+    Ok(corpus_len)
 }

@@ -231,7 +231,9 @@ impl MineOptions {
             None => {
                 let spread = if self.has_score_filter() { 10 } else { 1 };
                 (
-                    self.range_min + spread * self.num_negatives + max_positives,
+                    self.range_min
+                        .saturating_add(self.num_negatives.saturating_mul(spread))
+                        .saturating_add(max_positives),
                     true,
                 )
             }
@@ -255,7 +257,7 @@ impl MineOptions {
             range_max,
             range_max_derived,
             output_format,
-            candidates_per_query: range_max + max_positives,
+            candidates_per_query: range_max.saturating_add(max_positives),
             wants_rescoring: self.has_score_filter(),
             notes,
         })

@@ -134,6 +134,11 @@ pub fn pick_negatives(
             let indices = candidates.indices(q);
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+            // The search keeps at most as many slots per query as the corpus has documents;
+            // the window is `range_max - range_min` slots long however many of them are filled
+            // (sentence-transformers pads the rest with -inf), which is what random sampling
+            // draws from.
+            let window_len = range_max.saturating_sub(range_min);
             let window: Vec<Slot> = order
                 .into_iter()
                 .take(range_max)
@@ -149,11 +154,11 @@ pub fn pick_negatives(
                     // sentence-transformers samples num_negatives of range(max(valid, n)):
                     // all valid ones when there are too few, else a uniform subset of them.
                     let valid = window.iter().filter(|slot| slot.is_some()).count();
-                    let options = valid.max(num_negatives).min(window.len());
+                    let options = valid.max(num_negatives).min(window_len);
                     let mut drawn: Vec<Slot> =
                         sample(&mut rng, options, num_negatives.min(options))
                             .into_iter()
-                            .map(|position| window[position])
+                            .map(|position| window.get(position).copied().flatten())
                             .collect();
                     drawn.sort_by(|a, b| match (a, b) {
                         (Some(a), Some(b)) => b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)),

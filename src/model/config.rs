@@ -123,6 +123,22 @@ fn get_f64(raw: &Value, key: &str, path: &Path) -> Result<Option<f64>> {
     }
 }
 
+/// `layer_norm_eps` (default 1e-12): LayerNorm divides by `sqrt(variance + eps)`, so a
+/// negative or zero eps gives NaN or infinity on any constant input — reported here, against the
+/// config field, rather than later as a diverging loss.
+fn positive_eps(value: Option<f64>, path: &Path) -> Result<f64> {
+    match value {
+        None => Ok(1e-12),
+        Some(eps) if eps > 0.0 && eps.is_finite() => Ok(eps),
+        Some(eps) => Err(Error::input(
+            path,
+            None,
+            format!("`layer_norm_eps` must be a small positive number, found {eps}"),
+        )
+        .with_hint("use the value of the model this config came from (BERT: 1e-12, XLM-R: 1e-5)")),
+    }
+}
+
 fn require(value: Option<usize>, key: &str, path: &Path) -> Result<usize> {
     value.filter(|v| *v > 0).ok_or_else(|| {
         Error::input(
@@ -249,7 +265,7 @@ impl EncoderConfig {
             type_vocab_size: get_usize(&raw, "type_vocab_size", path)?
                 .unwrap_or(2)
                 .max(1),
-            layer_norm_eps: get_f64(&raw, "layer_norm_eps", path)?.unwrap_or(1e-12),
+            layer_norm_eps: positive_eps(get_f64(&raw, "layer_norm_eps", path)?, path)?,
             pad_token_id: get_usize(&raw, "pad_token_id", path)?.unwrap_or(default_pad) as u32,
             initializer_range: get_f64(&raw, "initializer_range", path)?.unwrap_or(0.02),
             num_labels,

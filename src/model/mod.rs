@@ -25,5 +25,6 @@ pub use pair_scorer::PairScorer;
 pub use source::{looks_like_hub_id, model_reference, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,
+    TRIM_MARKER,
 };
 pub use weights::{param_specs, LoadReport, ParamKind, ParamSpec, Params};

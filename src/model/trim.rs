@@ -58,6 +58,7 @@
 
 mod corpus;
 mod embeddings;
+mod output;
 mod vocab_files;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, StagedDir};
 
 pub use corpus::{CorpusColumns, TrimCorpus};
+pub use output::MARKER as TRIM_MARKER;
 pub use vocab_files::TokenizerKind;
 
 /// Texts tokenised per batch (bounds the memory of the encodings).
@@ -86,7 +88,8 @@ const OTHER_WEIGHT_EXTENSIONS: [&str; 6] = ["onnx", "bin", "h5", "msgpack", "ot"
 /// How [`trim_vocab`] runs.
 #[derive(Debug, Clone, Default)]
 pub struct TrimOptions {
-    /// Replace `output` when it exists (default: refuse).
+    /// Replace `output` when it is a previous trim-vocab output (it holds [`TRIM_MARKER`] and only
+    /// the files that lists); default: refuse any existing `output`.
     pub force: bool,
 }
 
@@ -254,39 +257,15 @@ fn file_size(path: &Path) -> Result<u64> {
         .map_err(|e| Error::io("cannot read", path, e))
 }
 
-/// Check `output` before any work: not the model directory or inside it, absent unless `force`.
-fn check_output(model_dir: &Path, output: &Path, force: bool) -> Result<()> {
-    let model_dir = model_dir
-        .canonicalize()
-        .map_err(|e| Error::io("cannot read", model_dir, e))?;
-    let parent = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if let (Ok(parent), Some(name)) = (parent.canonicalize(), output.file_name()) {
-        if parent.join(name).starts_with(&model_dir) {
-            return Err(Error::invalid(format!(
-                "the output {} is the model directory or inside it ({})",
-                output.display(),
-                model_dir.display()
-            ))
-            .with_hint("write the trimmed model to a new directory next to the original"));
-        }
-    }
-    if output.exists() && !force {
-        return Err(
-            Error::invalid(format!("the output {} already exists", output.display()))
-                .with_hint("choose a new directory, or pass --force to replace it"),
-        );
-    }
-    Ok(())
-}
-
 /// Trim the vocabulary of `model` (a directory or hub id) to the tokens `corpus` uses and write
 /// the trimmed model to `output` (atomically: all files appear at once or none do).
 ///
+/// The output gets a marker file, [`TRIM_MARKER`], listing the files written; with
+/// [`TrimOptions::force`] an existing `output` is replaced only when it is such an output.
+///
 /// Fails (and writes nothing) on an empty corpus, a tokenizer other than WordPiece or Unigram, an
-/// existing `output` without [`TrimOptions::force`], or a corpus text whose tokenisation the
+/// existing `output` without [`TrimOptions::force`], an `output` that holds the model, a corpus
+/// file or files trim-vocab did not write, or a corpus text whose tokenisation the
 /// trimmed tokenizer does not reproduce exactly (the error names the text).
 pub fn trim_vocab(
     model: &str,
@@ -301,7 +280,7 @@ pub fn trim_vocab(
         .with_hint("give --corpus files with at least one text"));
     }
     let files = ModelFiles::locate(model, None)?;
-    check_output(&files.dir, output, options.force)?;
+    output::check_output(&files.dir, corpus.files(), output, options.force)?;
     let config_json = read_json(&files.config)?;
     let config = EncoderConfig::from_value(config_json.clone(), &files.config)?;
     let tokenizer_bytes = std::fs::read(&files.tokenizer)
@@ -431,6 +410,7 @@ pub fn trim_vocab(
         dropped,
         sliced_tensors: counts.sliced,
     };
+    output::write_marker(out, model)?;
     staged.commit()?;
     Ok(report)
 }

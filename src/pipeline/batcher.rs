@@ -43,7 +43,8 @@ impl<I: Iterator<Item = Result<Row>>> Iterator for Batcher<I> {
     type Item = Result<Vec<Row>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut batch: Vec<Row> = Vec::with_capacity(self.batch_size);
+        // Grows as rows arrive: the batch size is the user's number, never an allocation size.
+        let mut batch: Vec<Row> = Vec::with_capacity(self.batch_size.min(1 << 12));
         let mut seen: HashSet<String> = HashSet::new();
         // Deferred rows get the first chance, in order.
         let mut still_deferred = VecDeque::new();

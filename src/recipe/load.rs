@@ -14,7 +14,7 @@ use super::schema::{
     normalize, BatchSampler, CacheSection, DataSection, DataSections, EvalSection, LabelSource,
     LossSection, ModelRef, OnNan, Recipe, RecipeSource, RunSection, Scheduler, StudentSection,
     TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
-    LOSS_KINDS,
+    LOSS_KINDS, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY,
 };
 
 /// Read `text` (the content of the recipe at `path`) with `overrides` applied. `cwd` resolves a
@@ -248,6 +248,30 @@ impl Reader {
                 _ => None,
             }
         })
+    }
+
+    /// A positive integer no larger than `max`: sizes that set how much memory is taken up
+    /// front (a batch, the producer's queue), so a typo cannot ask for terabytes.
+    fn positive_integer_at_most(
+        &mut self,
+        section: &mut Section<'_>,
+        name: &'static str,
+        max: usize,
+    ) -> Option<usize> {
+        let value = self.positive_integer(section, name)?;
+        if value <= max {
+            return Some(value);
+        }
+        let origin = section.table.get(name).map(|entry| entry.origin.clone());
+        self.report(
+            origin.as_ref(),
+            section.key_of(name),
+            format!("expected a positive integer at most {max}, found {value}"),
+            Some(format!(
+                "{name} sets what is allocated up front; use at most {max}"
+            )),
+        );
+        None
     }
 
     fn non_negative_integer(
@@ -989,7 +1013,7 @@ impl Reader {
         let before = self.problems.len();
         let epochs = self.non_negative_integer(&mut section, "epochs");
         let max_steps = self.non_negative_integer(&mut section, "max_steps");
-        let batch_size = self.positive_integer(&mut section, "batch_size");
+        let batch_size = self.positive_integer_at_most(&mut section, "batch_size", MAX_BATCH_SIZE);
         let learning_rate = self.number(&mut section, "learning_rate", "a number > 0", |rate| {
             rate > 0.0
         });
@@ -1026,11 +1050,15 @@ impl Reader {
         let log_every = self.positive_integer(&mut section, "log_every");
         let save_every = self.non_negative_integer(&mut section, "save_every");
         let eval_every = self.non_negative_integer(&mut section, "eval_every");
-        let save_total_limit = self.positive_integer(&mut section, "save_total_limit");
+        // 0 keeps every checkpoint; absent keeps the default number.
+        let save_total_limit = self
+            .non_negative_integer(&mut section, "save_total_limit")
+            .map(|limit| (limit > 0).then_some(limit));
         let on_nan = self.word(&mut section, "on_nan", OnNan::NAMES, OnNan::from_name);
         let metric_for_best_model = self.string(&mut section, "metric_for_best_model");
         let load_best_model_at_end = self.boolean(&mut section, "load_best_model_at_end");
-        let channel_capacity = self.positive_integer(&mut section, "channel_capacity");
+        let channel_capacity =
+            self.positive_integer_at_most(&mut section, "channel_capacity", MAX_CHANNEL_CAPACITY);
 
         let train = TrainSection {
             epochs: epochs.unwrap_or(defaults.epochs),
@@ -1048,7 +1076,7 @@ impl Reader {
             log_every: log_every.unwrap_or(defaults.log_every),
             save_every: save_every.unwrap_or(defaults.save_every),
             eval_every: eval_every.unwrap_or(defaults.eval_every),
-            save_total_limit,
+            save_total_limit: save_total_limit.unwrap_or(defaults.save_total_limit),
             on_nan: on_nan.unwrap_or(defaults.on_nan),
             metric_for_best_model,
             load_best_model_at_end: load_best_model_at_end

@@ -44,8 +44,8 @@ pub use problem::Problem;
 pub use schema::{
     BatchSampler, CacheSection, DataSection, DataSections, EvalSection, LabelSource, LossSection,
     ModelRef, OnNan, ParallelColumns, Recipe, RecipeSource, RunSection, Scheduler, StudentSection,
-    TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
-    LOSS_KINDS,
+    TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS,
+    DEFAULT_SAVE_TOTAL_LIMIT, EVAL_KINDS, LOSS_KINDS, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY,
 };
 
 /// Read and validate the recipe at `path` with `overrides` (`KEY=VALUE` strings from `--set`)

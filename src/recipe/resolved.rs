@@ -145,10 +145,10 @@ fn train(train: &TrainSection) -> Table {
     table.insert("log_every".into(), integer(train.log_every));
     table.insert("save_every".into(), integer(train.save_every));
     table.insert("eval_every".into(), integer(train.eval_every));
-    insert_some(
-        &mut table,
-        "save_total_limit",
-        train.save_total_limit.map(integer),
+    // 0 (keep all) is written out: an absent key means the default limit.
+    table.insert(
+        "save_total_limit".into(),
+        integer(train.save_total_limit.unwrap_or(0)),
     );
     table.insert("on_nan".into(), train.on_nan.name().into());
     insert_some(

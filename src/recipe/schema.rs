@@ -412,6 +412,16 @@ pub enum OnNan {
 }
 recipe_words!(OnNan { Stop => "stop", Skip => "skip" });
 
+/// The checkpoints a run keeps when the recipe does not say (`save_total_limit`): enough to
+/// resume from and to step back once, while a long run's disk use stays bounded.
+pub const DEFAULT_SAVE_TOTAL_LIMIT: usize = 3;
+
+/// The largest `train.batch_size` a recipe may set.
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+
+/// The largest `train.channel_capacity` a recipe may set (the channel takes its slots up front).
+pub const MAX_CHANNEL_CAPACITY: usize = 1 << 12;
+
 /// `[train]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainSection {
@@ -445,7 +455,8 @@ pub struct TrainSection {
     pub save_every: usize,
     /// Evaluate every this many steps; 0 = only at the end. Default 500.
     pub eval_every: usize,
-    /// Keep at most this many checkpoints; `None` = keep all.
+    /// Keep at most this many checkpoints; `None` = keep all (`save_total_limit = 0`).
+    /// Default [`DEFAULT_SAVE_TOTAL_LIMIT`].
     pub save_total_limit: Option<usize>,
     /// What to do on a NaN loss. Default stop.
     pub on_nan: OnNan,
@@ -475,7 +486,7 @@ impl Default for TrainSection {
             log_every: 10,
             save_every: 500,
             eval_every: 500,
-            save_total_limit: None,
+            save_total_limit: Some(DEFAULT_SAVE_TOTAL_LIMIT),
             on_nan: OnNan::Stop,
             metric_for_best_model: None,
             load_best_model_at_end: false,

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cache;
+mod cache_damage;
 mod card;
 mod causal_lm_teacher;
 mod common;

@@ -246,3 +246,84 @@ fn a_teacher_rescores_when_max_score_is_set() {
         assert!(scores[1] >= scores[2], "{scores:?}");
     }
 }
+
+/// Mine with `extra` arguments into `name`; the output's lines.
+fn mine_with(dir: &Path, name: &str, extra: &[&str]) -> Vec<Value> {
+    let model = fixture("tiny-bert-ce");
+    let mut args = vec![
+        "mine".to_string(),
+        "--model".into(),
+        model.to_str().unwrap().into(),
+        "--input".into(),
+        path(dir, "pairs.jsonl"),
+        "--corpus".into(),
+        path(dir, "corpus.jsonl"),
+        "--output".into(),
+        path(dir, name),
+        "--no-cache".into(),
+    ];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = crossdistill(&args);
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    lines(&dir.join(name))
+}
+
+#[test]
+fn huge_windows_and_counts_are_capped_at_the_corpus_size() {
+    // Corpus: 6 documents + 4 positives = 10. A window past it holds nothing more, so a huge
+    // range_max mines what range_max = 12 mines (random sampling too: the same draws).
+    let dir = setup();
+    for strategy in ["top", "random"] {
+        let small = mine_with(
+            dir.path(),
+            "small.jsonl",
+            &[
+                "--range-max",
+                "12",
+                "--num-negatives",
+                "3",
+                "--sampling-strategy",
+                strategy,
+            ],
+        );
+        let huge = mine_with(
+            dir.path(),
+            "huge.jsonl",
+            &[
+                "--range-max",
+                "100000000000",
+                "--num-negatives",
+                "3",
+                "--sampling-strategy",
+                strategy,
+            ],
+        );
+        assert!(!small.is_empty());
+        assert_eq!(huge, small, "{strategy}");
+    }
+    // num_negatives above the corpus size mines at most every document, with a note.
+    let model = fixture("tiny-bert-ce");
+    let output = crossdistill(&[
+        "mine",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        &path(dir.path(), "pairs.jsonl"),
+        "--corpus",
+        &path(dir.path(), "corpus.jsonl"),
+        "--output",
+        &path(dir.path(), "many.jsonl"),
+        "--num-negatives",
+        "1000000000000",
+        "--no-cache",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("num_negatives=1000000000000 is more than the corpus has documents; mining at most 10 per query"),
+        "{}",
+        stderr(&output)
+    );
+    let every = mine_with(dir.path(), "every.jsonl", &["--num-negatives", "10"]);
+    assert_eq!(lines(&dir.path().join("many.jsonl")), every);
+}

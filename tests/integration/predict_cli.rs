@@ -198,3 +198,93 @@ fn rank_orders_documents_by_score() {
     let first = ranked.iter().find(|r| r["corpus_id"] == 0).unwrap();
     assert!((first["score"].as_f64().unwrap() - rows[0]["score"].as_f64().unwrap()).abs() < 1e-5);
 }
+
+/// `text` with a UTF-8 byte-order mark in front, as Windows editors save files.
+fn with_bom(text: &str) -> String {
+    format!("\u{feff}{text}")
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored_by_predict_rank_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-bert-ce");
+    let model = model.to_str().unwrap();
+    let run_ok = |args: &[&str]| {
+        let run = crossdistill(args);
+        assert!(run.status.success(), "{args:?}: {}", stderr(&run));
+        run.stdout
+    };
+    let rows = expected_rows("tiny-bert-ce");
+
+    // predict: the same scores with and without the mark.
+    let plain = write_input(dir.path(), "tiny-bert-ce", false);
+    let text = std::fs::read_to_string(&plain).unwrap();
+    let marked = dir.path().join("marked.jsonl");
+    std::fs::write(&marked, with_bom(&text)).unwrap();
+    let predict = |input: &std::path::Path, output: &str| {
+        let output = dir.path().join(output);
+        run_ok(&[
+            "predict",
+            "--model",
+            model,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        std::fs::read_to_string(output).unwrap()
+    };
+    assert_eq!(predict(&marked, "a.jsonl"), predict(&plain, "b.jsonl"));
+
+    // rank: the first document is the text after the mark.
+    let documents: Vec<&str> = rows
+        .iter()
+        .take(3)
+        .map(|r| r["passage"].as_str().unwrap())
+        .collect();
+    let rank = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let stdout = run_ok(&[
+            "rank",
+            "--model",
+            model,
+            "--query",
+            rows[0]["query"].as_str().unwrap(),
+            "--documents",
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&stdout).unwrap()
+    };
+    let joined = documents.join("\n");
+    assert_eq!(
+        rank("marked.txt", with_bom(&joined)),
+        rank("plain.txt", joined)
+    );
+
+    // eval: the same metrics with and without the mark.
+    let sample = serde_json::json!({
+        "query": rows[0]["query"],
+        "positive": [documents[0]],
+        "negative": [documents[1], documents[2]],
+    })
+    .to_string();
+    let eval = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        String::from_utf8(run_ok(&[
+            "eval",
+            "--model",
+            model,
+            "--reranking",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap()
+    };
+    let line = sample + "\n";
+    assert_eq!(
+        eval("marked-dev.jsonl", with_bom(&line)),
+        eval("plain-dev.jsonl", line)
+    );
+}

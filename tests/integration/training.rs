@@ -61,11 +61,16 @@ fn train_writes_the_run_directory_contract() {
         "final/tokenizer.json",
         "recipe.resolved.toml",
         "metrics.jsonl",
-        "checkpoint-3/trainer_state.json",
+        "checkpoint-6/trainer_state.json",
         "checkpoint-12/optimizer.safetensors",
     ] {
         assert!(out.join(file).exists(), "missing {file}");
     }
+    // save_total_limit defaults to 3: checkpoints 6, 9 and 12 are kept, 3 is gone.
+    assert!(
+        !out.join("checkpoint-3").exists(),
+        "the default keeps the newest 3"
+    );
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()

@@ -374,3 +374,108 @@ fn corpus_takes_every_text_column_but_the_label() {
         assert!(corpus.pairs().contains(&(query.clone(), passage.clone())));
     }
 }
+
+/// A copy of a fixture model directory (its regular files).
+fn copy_model(name: &str, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` with its bytes, sorted.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn force_replaces_only_a_previous_trim_vocab_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let model = work.join("m");
+    copy_model("tiny-bert-ce", &model);
+    let corpus = work.join("c.txt");
+    std::fs::write(&corpus, "python is a language\nlyon is in france\n").unwrap();
+    std::fs::write(work.join("unrelated.txt"), "keep me").unwrap();
+    let before = snapshot(&work);
+    let trim = |output: &Path, model: &Path, corpus: &Path| {
+        crossdistill(&[
+            "trim-vocab",
+            "--model",
+            model.to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--force",
+        ])
+    };
+
+    // The case: the output holds the model, the corpus and an unrelated file.
+    let output = trim(&work, &model, &corpus);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.starts_with("error: refusing to replace the output"),
+        "{message}"
+    );
+    assert!(message.contains("contains the source model"), "{message}");
+    assert_eq!(snapshot(&work), before, "nothing may be deleted");
+
+    // A directory with only the corpus and a user's file (the model elsewhere).
+    let elsewhere = tmp.path().join("models").join("m");
+    copy_model("tiny-bert-ce", &elsewhere);
+    let message = stderr(&trim(&work, &elsewhere, &corpus));
+    assert!(message.contains("contains the corpus file"), "{message}");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("notes.txt"), "mine").unwrap();
+    let message = stderr(&trim(&data, &elsewhere, &corpus));
+    assert!(
+        message.contains("not written by trim-vocab (no valid trim_vocab.json"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(data.join("notes.txt")).unwrap(), b"mine");
+
+    // A trim-vocab output is replaced; once a user adds a file to it, it is not.
+    let out = tmp.path().join("trimmed");
+    let first = trim(&out, &elsewhere, &corpus);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trim_vocab.json")).unwrap())
+            .unwrap();
+    assert_eq!(marker["written_by"], "crossdistill trim-vocab");
+    assert!(marker["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|name| name == "model.safetensors"));
+    let again = trim(&out, &elsewhere, &corpus);
+    assert!(again.status.success(), "{}", stderr(&again));
+    std::fs::write(out.join("my-notes.md"), "mine").unwrap();
+    let output = trim(&out, &elsewhere, &corpus);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("holds files trim-vocab did not write: my-notes.md"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(out.join("my-notes.md").is_file());
+}

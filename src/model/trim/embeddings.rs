@@ -78,7 +78,7 @@ pub(crate) fn slice_weight_files(
         let file_name = file
             .file_name()
             .ok_or_else(|| Error::invalid(format!("{} has no file name", file.display())))?;
-        candle_core::safetensors::save(&out, out_dir.join(file_name))?;
+        crate::fsutil::save_safetensors(&out, &out_dir.join(file_name))?;
     }
     let embeddings = counts
         .sliced
