@@ -138,9 +138,22 @@ pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult
             columns: columns(section),
         });
     }
-    let base_model = plan.student.files().reference();
+    // A hub id (or a Hugging Face cache snapshot of one) is linked on the card; a local
+    // directory is named, not linked: its name is no hub id even when it looks like one.
+    let files = plan.student.files();
+    let reference = files.reference();
+    let from_hub = plan.recipe.student.model.local_path().is_none()
+        || files
+            .dir
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with("models--"));
+    let base_model = if from_hub {
+        reference.clone()
+    } else {
+        format!("{reference} (local directory)")
+    };
     let input = CardInput {
-        model_name: format!("{base_model} distilled with crossdistill"),
+        model_name: format!("{reference} distilled with crossdistill"),
         base_model,
         num_labels: plan.student.num_labels(),
         max_length: plan.student.tokenizer().max_length(),

@@ -55,6 +55,8 @@ fn train_writes_the_run_directory_contract() {
             "the card does not name {name}:\n{card}"
         );
     }
+    // A local directory is not linked as if it were a hub id.
+    assert!(!card.contains("huggingface.co/tiny-bert-ce"), "{card}");
     for file in [
         "final/config.json",
         "final/model.safetensors",
