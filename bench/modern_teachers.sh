@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Candle teachers of the new architectures (ModernBERT, DeBERTa-v3, ELECTRA) beside
+# Candle teachers of the new architectures (ModernBERT, DeBERTa-v3, ELECTRA, a Qwen3 reranker) beside
 # sentence-transformers CrossEncoder.predict, on the same CPU, pairs and batches: mid-size random
 # models (base shapes, 4 layers; see bench/modern_teachers_peer.py), N synthetic pairs,
-# max_length 128, batch 32, raw logits. The two sides run one after the other.
+# max_length 128 (the Qwen3 reranker 256), batch 32, raw logits. The two sides run one after the other.
 #
 #   bench/modern_teachers.sh [N_PAIRS] [REPS]       (defaults 256 and 3)
 #
@@ -22,8 +22,8 @@ cargo build --release --locked --example modern_teacher_bench >&2
 bench="${CARGO_TARGET_DIR:-$root/target}/release/examples/modern_teacher_bench"
 
 echo "== models and pairs -> $out" >&2
-[ -d "$out/electra" ] || "$python" bench/modern_teachers_peer.py prepare "$out" "$n_pairs" >&2
+[ -d "$out/qwen3-reranker" ] || "$python" bench/modern_teachers_peer.py prepare "$out" "$n_pairs" >&2
 echo "== sentence-transformers" >&2
 "$python" bench/modern_teachers_peer.py peers "$out" "$reps" 32 | tee "$out/peers.json"
 echo "== crossdistill" >&2
-"$bench" "$out/pairs.jsonl" "$reps" 32 "$out/modernbert" "$out/deberta-v3" "$out/electra" | tee "$out/ours.json"
+"$bench" "$out/pairs.jsonl" "$reps" 32 "$out/modernbert" "$out/deberta-v3" "$out/electra" "$out/qwen3-reranker" | tee "$out/ours.json"

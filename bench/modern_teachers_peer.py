@@ -7,6 +7,9 @@
           OUT/modernbert  ModernBERT-base shape (hidden 768, 12 heads, GeGLU 1152, window 128), 4 layers
           OUT/deberta-v3  DeBERTa-v3-base shape (hidden 768, 12 heads, FFN 3072, 256 buckets), 4 layers
           OUT/electra     ELECTRA-base shape (hidden 768, 12 heads, FFN 3072), 4 layers
+          OUT/qwen3-reranker  Qwen3-Reranker-0.6B shape (hidden 1024, 16 query / 8 key-value heads,
+                          head_dim 128, SiLU MLP 3072, q/k norms), 4 layers, the fixture's chat
+                          template and yes/no LogitScore, max_length 256
     python bench/modern_teachers_peer.py peers OUT REPS BATCH
         prints JSON: sentence-transformers CrossEncoder.predict pairs/s (median, best of REPS) per model
 """
@@ -20,10 +23,18 @@ from pathlib import Path
 
 import torch
 from sentence_transformers import CrossEncoder
-from transformers import AutoModelForSequenceClassification, DebertaV2Config, ElectraConfig, ModernBertConfig
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DebertaV2Config,
+    ElectraConfig,
+    ModernBertConfig,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ["modernbert", "deberta-v3", "electra"]
+MODELS = ["modernbert", "deberta-v3", "electra", "qwen3-reranker"]
 WORDS = (
     "the a of to and in is was for on that with as by at from search model query passage rank "
     "teacher student score relevance document retrieval language city river history science water "
@@ -73,7 +84,33 @@ def prepare(out, n_pairs):
         for file in ["tokenizer.json", "tokenizer_config.json"]:
             (tmp / file).write_bytes((fixture / file).read_bytes())
         CrossEncoder(str(tmp), max_length=128, device="cpu").save_pretrained(str(out / name))
+    prepare_qwen3(out)
     print(json.dumps({"pairs": n_pairs, "models": MODELS}))
+
+
+def prepare_qwen3(out):
+    """A Qwen3 causal-LM reranker in sentence-transformers 6's LogitScore layout."""
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.cross_encoder.modules import LogitScore
+
+    fixture = ROOT / "tests" / "fixtures" / "tiny-qwen3-reranker"
+    tokenizer = AutoTokenizer.from_pretrained(str(fixture))
+    config = Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=1024, intermediate_size=3072, num_hidden_layers=4,
+        num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=4096,
+        rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=True, rope_theta=1_000_000.0,
+        use_cache=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(config).eval()
+    tmp = out / "qwen3-reranker-hf"
+    model.save_pretrained(tmp)
+    tokenizer.model_max_length = 256
+    tokenizer.save_pretrained(tmp)
+    transformer = Transformer(str(tmp), transformer_task="text-generation", max_seq_length=256)
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    ce = CrossEncoder(modules=[transformer, LogitScore(true_token_id=yes, false_token_id=no)])
+    ce.save_pretrained(str(out / "qwen3-reranker"))
 
 
 def peers(out, reps, batch):

@@ -49,6 +49,35 @@ use crate::error::{Error, Result};
 /// The cache's file inside its directory.
 pub const FILE_NAME: &str = "scores.redb";
 
+/// A cache file being created: this prefix and the creating process's id.
+const PARTIAL_PREFIX: &str = "scores.redb.creating-";
+
+/// Remove the half-created cache files of processes that were killed while creating one: a
+/// partial file nobody holds locked. One a live process is creating stays.
+fn remove_abandoned_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(PARTIAL_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        // Taking the lock proves its creator is gone; the lock is released when dropped.
+        if CacheFile::writable(file).is_ok() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// What `meta.format` holds: the layout above and the [`PairKey`] hash. A cache with another
 /// value is refused rather than misread.
 pub const FORMAT: &str = "crossdistill score cache v2; pair key xxh3-128(le64 len(query) | query | passage); entry check xxh3-128(be32 teacher id | be128 pair key | le32 score | le64 text id) low 32 bits";
@@ -250,7 +279,35 @@ impl ScoreCache {
     /// Open the cache in `dir`, creating the directory and an empty cache when there is none.
     pub fn open(dir: &Path) -> Result<Self> {
         crate::fsutil::create_dir_all(dir)?;
-        Self::open_file(dir, OpenMode::Create)
+        let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            Self::create_file(dir, &path)?;
+        }
+        Self::open_file(dir, &path, OpenMode::Create)
+    }
+
+    /// Create an empty cache file whole: built under a temporary name (its format table
+    /// committed, which syncs it), then linked into place while still locked, and the directory
+    /// synced. A kill during creation leaves no cache file or a complete empty one, never a
+    /// half-written file that cannot be opened; the temporary file of a killed process is
+    /// removed by the next creation.
+    fn create_file(dir: &Path, path: &Path) -> Result<()> {
+        remove_abandoned_partials(dir);
+        let partial = dir.join(format!("{PARTIAL_PREFIX}{}", std::process::id()));
+        // A leftover of this very process id (an earlier process that was killed) is stale.
+        let _ = std::fs::remove_file(&partial);
+        let created = Self::open_file(dir, &partial, OpenMode::Create)?;
+        // `hard_link` fails when another process created the cache meanwhile: theirs is kept.
+        // File systems without hard links get a rename instead.
+        let placed = match std::fs::hard_link(&partial, path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => std::fs::rename(&partial, path),
+        };
+        drop(created);
+        let _ = std::fs::remove_file(&partial);
+        placed.map_err(|e| Error::io("cannot put the new score cache in place", path, e))?;
+        crate::fsutil::sync_dir(dir)
     }
 
     /// Open the cache in `dir`, which must exist, for reading only (`cache stats`, `export`,
@@ -268,11 +325,11 @@ impl ScoreCache {
                 "pass the directory a recipe's [cache] dir names (crossdistill score fills it)",
             ));
         }
-        Self::open_file(dir, OpenMode::ReadOnly)
+        Self::open_file(dir, &path, OpenMode::ReadOnly)
     }
 
-    fn open_file(dir: &Path, mode: OpenMode) -> Result<Self> {
-        let path = dir.join(FILE_NAME);
+    fn open_file(dir: &Path, path: &Path, mode: OpenMode) -> Result<Self> {
+        let path = path.to_path_buf();
         let file = match mode {
             OpenMode::Create => std::fs::OpenOptions::new()
                 .read(true)

@@ -244,6 +244,46 @@ fn a_cache_is_held_by_one_process_at_a_time() {
 }
 
 #[test]
+fn creation_is_all_or_nothing_and_abandoned_partials_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a process killed while creating the cache leaves: an unlocked partial file (here
+    // garbage) and no scores.redb. The next open creates a cache and removes the partial.
+    let abandoned = dir.path().join("scores.redb.creating-4000000");
+    std::fs::write(&abandoned, b"half a database").unwrap();
+    {
+        let mut cache = ScoreCache::open(dir.path()).unwrap();
+        cache.insert("t", &[("q", "p", 0.5)]).unwrap();
+    }
+    assert!(!abandoned.exists(), "the abandoned partial file is removed");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [FILE_NAME], "only the cache file remains");
+    let cache = ScoreCache::open_existing(dir.path()).unwrap();
+    assert_eq!(all_entries(&cache).len(), 1);
+    drop(cache);
+
+    // A partial file another process holds (it is creating its cache now) stays: here a cache
+    // held open, linked under a partial name (a lock conflicts across open files in one
+    // process too, as `a_cache_is_held_by_one_process_at_a_time` shows).
+    let other = tempfile::tempdir().unwrap();
+    let held = ScoreCache::open(other.path()).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::hard_link(
+        other.path().join(FILE_NAME),
+        fresh.path().join("scores.redb.creating-4000002"),
+    )
+    .unwrap();
+    drop(ScoreCache::open(fresh.path()).unwrap());
+    assert!(
+        fresh.path().join("scores.redb.creating-4000002").exists(),
+        "a partial file under another process's lock is left alone"
+    );
+    drop(held);
+}
+
+#[test]
 fn missing_and_foreign_caches_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let error = ScoreCache::open_existing(dir.path())

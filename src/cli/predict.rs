@@ -10,8 +10,8 @@ use super::progress;
 use super::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic_with;
-use crate::model::{parse_device, LoadOptions, ModelFiles, PairScorer, ScoreActivation};
-use crate::teacher::{is_causal_lm_reranker, load_pair_scorer, CausalLmTeacher, OnnxTeacher};
+use crate::model::{parse_device, LoadOptions, PairScorer, ScoreActivation};
+use crate::teacher::{load_pair_scorer, OnnxTeacher};
 
 /// Which activation to apply to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,26 +285,6 @@ fn score_rows_onnx(args: &PredictArgs) -> Result<Vec<Value>> {
     attach_scores(rows, logits, activation, &args.input)
 }
 
-/// Score the input rows with a causal-LM reranker (`--backend candle`, a `*ForCausalLM` model).
-fn score_rows_causal_lm(
-    args: &PredictArgs,
-    files: &ModelFiles,
-    device: &candle_core::Device,
-) -> Result<Vec<Value>> {
-    let teacher = CausalLmTeacher::load(files, args.max_length, args.batch_size, None, device)?;
-    let rows = read_pair_rows(&args.input)?;
-    let activation = args.activation.resolve(teacher.default_activation());
-    let pairs: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r.pair.0.as_str(), r.pair.1.as_str()))
-        .collect();
-    let bar = progress::bar(rows.len() as u64, "pairs");
-    let logits = teacher.predict_logits(&pairs, &mut |n| bar.inc(n as u64))?;
-    bar.finish_and_clear();
-    let logits = logits.into_iter().map(|x| vec![x]).collect();
-    attach_scores(rows, logits, activation, &args.input)
-}
-
 pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
     let scored = match args.backend {
         Backend::Candle => {
@@ -313,25 +293,20 @@ pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
                 max_length: args.max_length,
                 ..LoadOptions::default()
             };
-            let files = ModelFiles::locate(&args.model, None)?;
-            if is_causal_lm_reranker(&files.config) {
-                score_rows_causal_lm(&args, &files, &options.device)?
-            } else {
-                let model = load_pair_scorer(&args.model, None, &options)?;
-                let rows = read_pair_rows(&args.input)?;
-                let activation = args.activation.resolve(model.default_activation());
-                let bar = progress::bar(rows.len() as u64, "pairs");
-                let scored = score_rows(
-                    model.as_ref(),
-                    &args.input,
-                    rows,
-                    args.batch_size,
-                    activation,
-                    &mut |n| bar.inc(n as u64),
-                )?;
-                bar.finish_and_clear();
-                scored
-            }
+            let model = load_pair_scorer(&args.model, None, &options)?;
+            let rows = read_pair_rows(&args.input)?;
+            let activation = args.activation.resolve(model.default_activation());
+            let bar = progress::bar(rows.len() as u64, "pairs");
+            let scored = score_rows(
+                model.as_ref(),
+                &args.input,
+                rows,
+                args.batch_size,
+                activation,
+                &mut |n| bar.inc(n as u64),
+            )?;
+            bar.finish_and_clear();
+            scored
         }
         Backend::Onnx => score_rows_onnx(&args)?,
     };

@@ -8,7 +8,7 @@ use crate::error::Result;
 ///
 /// [`CrossEncoder`] (BERT, XLM-RoBERTa, ELECTRA: crossdistill's own trainable encoder)
 /// implements it, and so do the inference-only models of [`crate::teacher`] (ModernBERT and
-/// DeBERTa-v2 on candle-transformers). `predict`, `rank`, `eval`, `mine --teacher` and the candle
+/// DeBERTa-v2 on candle-transformers, the Qwen2/Qwen3 causal-LM rerankers). `predict`, `rank`, `eval`, `mine --teacher` and the candle
 /// teacher use models through it; `teacher::load_pair_scorer` picks the implementation from
 /// config.json's `model_type`.
 ///
@@ -24,6 +24,13 @@ pub trait PairScorer: Send + Sync {
 
     /// Outputs of the head.
     fn num_labels(&self) -> usize;
+
+    /// What decides the scores beyond config.json, the weight files, tokenizer.json and
+    /// [`PairScorer::max_length`] (a causal-LM reranker's chat template and score tokens); part
+    /// of the teacher fingerprint that keys the score cache. Empty by default.
+    fn scoring_fingerprint(&self) -> String {
+        String::new()
+    }
 
     /// The truncation length, special tokens included.
     fn max_length(&self) -> usize;

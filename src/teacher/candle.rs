@@ -1,6 +1,7 @@
 //! The candle teacher: a cross-encoder run in eval mode by candle — crossdistill's own encoder
-//! (BERT, XLM-RoBERTa, ELECTRA) or a candle-transformers model (ModernBERT, DeBERTa-v2), through
-//! [`PairScorer`]; `load_candle_teacher` picks the model from config.json's `model_type`.
+//! (BERT, XLM-RoBERTa, ELECTRA), a candle-transformers model (ModernBERT, DeBERTa-v2) or a
+//! causal-LM reranker (Qwen2, Qwen3), through [`PairScorer`]; `load_candle_teacher` picks the
+//! model from config.json.
 
 use std::io::Read;
 use std::path::Path;
@@ -48,8 +49,8 @@ impl CandleTeacher {
     }
 
     /// Wrap a loaded model of any architecture. The fingerprint covers the architecture
-    /// (`model_type`), config.json, the weight files, tokenizer.json, the truncation length and
-    /// the activation.
+    /// (`model_type`), config.json, the weight files, tokenizer.json, the truncation length, the
+    /// activation and [`PairScorer::scoring_fingerprint`] (a chat template).
     pub fn from_boxed(
         model: Box<dyn PairScorer>,
         batch_size: usize,
@@ -65,7 +66,7 @@ impl CandleTeacher {
         for weights in &files.weights {
             hashes.push(file_hash(weights)?);
         }
-        let fingerprint = format!(
+        let mut fingerprint = format!(
             "candle|arch={}|config={}|weights={}|tokenizer={}|max_length={}|activation={:?}",
             model.model_type(),
             file_hash(&files.config)?,
@@ -74,6 +75,11 @@ impl CandleTeacher {
             model.max_length(),
             activation
         );
+        let scoring = model.scoring_fingerprint();
+        if !scoring.is_empty() {
+            fingerprint.push('|');
+            fingerprint.push_str(&scoring);
+        }
         Ok(Self {
             model,
             batch_size,

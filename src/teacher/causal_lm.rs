@@ -1,5 +1,7 @@
-//! The causal-LM reranker teacher: a Qwen2/Qwen3 `*ForCausalLM` in sentence-transformers 6's
-//! CrossEncoder layout, scored by `logit(true token) − logit(false token)` at the last position.
+//! The causal-LM reranker: a Qwen2/Qwen3 `*ForCausalLM` in sentence-transformers 6's CrossEncoder
+//! layout, scored by `logit(true token) − logit(false token)` at the last position. It is a
+//! [`PairScorer`] like every other architecture, so `predict`, `rank`, `eval`, `score`,
+//! `mine --teacher` and `[teacher] kind = "candle"` load it through `load_pair_scorer`.
 //!
 //! The layout (what `CrossEncoder.save_pretrained` writes for such a model):
 //!
@@ -27,14 +29,13 @@ use tokenizers::Tokenizer;
 
 use super::chat_template::{read_template, special_tokens, MessageFormat, PairPrompter};
 use super::qwen::{logit_scores, DecoderConfig, QwenDecoder, QwenVariant};
-use super::{file_hash, Teacher};
 use crate::error::{Error, Result};
 use crate::hub::{self, RepoKind};
-use crate::model::{looks_like_hub_id, ModelFiles, ScoreActivation};
+use crate::model::{looks_like_hub_id, ModelFiles, PairScorer, ScoreActivation};
 use crate::tokenize::length_sorted_order;
 
 /// True when `config.json` at `config_path` names a `*ForCausalLM` architecture: the model is a
-/// causal-LM reranker for [`CausalLmTeacher`], not a sequence-classification cross-encoder.
+/// [`CausalLmReranker`], not a sequence-classification cross-encoder.
 pub fn is_causal_lm_reranker(config_path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(config_path) else {
         return false;
@@ -203,48 +204,36 @@ fn default_activation(files: &ModelFiles, config: &Value) -> Result<ScoreActivat
         .unwrap_or(ScoreActivation::Sigmoid))
 }
 
-/// A causal-LM reranker teacher (see the module docs).
-pub struct CausalLmTeacher {
-    name: String,
-    architecture: String,
+/// A causal-LM reranker (see the module docs).
+pub struct CausalLmReranker {
+    files: ModelFiles,
+    model_type: String,
     decoder: QwenDecoder,
     prompter: PairPrompter,
     score: LogitScoreConfig,
     pad_id: u32,
-    batch_size: usize,
-    activation: ScoreActivation,
+    max_length: usize,
     default_activation: ScoreActivation,
-    fingerprint: String,
+    /// What besides the files and `max_length` decides the scores: template, format, tokens.
+    scoring: String,
 }
 
-impl CausalLmTeacher {
+impl CausalLmReranker {
     /// Locate `spec` (a directory, relative to `base_dir` first, or a hub id) and load it.
     pub fn locate_and_load(
         spec: &str,
         base_dir: Option<&Path>,
         max_length: Option<usize>,
-        batch_size: usize,
-        activation: Option<ScoreActivation>,
         device: &Device,
     ) -> Result<Self> {
         let files = ModelFiles::locate(spec, base_dir)?;
-        Self::load(&files, max_length, batch_size, activation, device)
+        Self::load(files, max_length, device)
     }
 
     /// Load a causal-LM reranker. `max_length` defaults to the tokenizer's `model_max_length`
-    /// capped at `max_position_embeddings`; `activation` to the model's default.
-    pub fn load(
-        files: &ModelFiles,
-        max_length: Option<usize>,
-        batch_size: usize,
-        activation: Option<ScoreActivation>,
-        device: &Device,
-    ) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(Error::invalid(
-                "teacher batch_size must be at least 1, found 0",
-            ));
-        }
+    /// capped at `max_position_embeddings`.
+    pub fn load(files: ModelFiles, max_length: Option<usize>, device: &Device) -> Result<Self> {
+        let files = &files;
         let raw = read_json(&files.config)?;
         let architecture = raw
             .get("architectures")
@@ -253,7 +242,12 @@ impl CausalLmTeacher {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let model_type = model_type.as_str();
         let Some(variant) = QwenVariant::from_model_type(model_type) else {
             return Err(Error::input(
                 &files.config,
@@ -321,13 +315,10 @@ impl CausalLmTeacher {
             .or_else(|| specials.get("eos_token"))
             .and_then(|t| tokenizer.token_to_id(t))
             .unwrap_or(0);
-        let tokenizer_hash = file_hash(&files.tokenizer)?;
         let prompter = PairPrompter::new(template, format, specials, tokenizer, max_length)?;
 
         let mut tensors = std::collections::HashMap::new();
-        let mut hashes = Vec::new();
         for path in &files.weights {
-            hashes.push(file_hash(path)?);
             let loaded = candle_core::safetensors::load(path, device).map_err(|e| {
                 Error::input(path, None, format!("cannot read the weights: {e}"))
                     .with_hint("the file must be a safetensors file written by transformers")
@@ -344,31 +335,23 @@ impl CausalLmTeacher {
             )
             .with_hint("config.json and model.safetensors must come from the same model")
         })?;
-        let activation = activation.unwrap_or(default_activation);
-        let fingerprint = format!(
-            "causal-lm|arch={architecture}|weights={}|tokenizer={tokenizer_hash}|template={:032x}|format={format:?}|tokens={}/{:?}|max_length={max_length}|activation={activation:?}",
-            hashes.join(","),
+        let scoring = format!(
+            "template={:032x}|format={format:?}|tokens={}/{:?}",
             twox_hash::XxHash3_128::oneshot(prompter.template_text().as_bytes()),
             score.true_token_id,
             score.false_token_id,
         );
         Ok(Self {
-            name: files.name.clone(),
-            architecture,
+            files: files.clone(),
+            model_type: model_type.to_string(),
             decoder,
             prompter,
             score,
             pad_id,
-            batch_size,
-            activation,
+            max_length,
             default_activation,
-            fingerprint,
+            scoring,
         })
-    }
-
-    /// The activation sentence-transformers would apply by default.
-    pub fn default_activation(&self) -> ScoreActivation {
-        self.default_activation
     }
 
     /// The token ids the score reads.
@@ -387,7 +370,7 @@ impl CausalLmTeacher {
         let vocab = self.decoder.config().vocab_size;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(Error::model(
-                &self.name,
+                &self.files.name,
                 format!("the tokenizer produced id {bad}, outside the model's vocabulary ({vocab} rows)"),
             )
             .with_hint("tokenizer.json and config.json must come from the same model"));
@@ -396,20 +379,22 @@ impl CausalLmTeacher {
     }
 
     /// Raw scores (before the activation) for `pairs`, in input order, in length-sorted,
-    /// left-padded batches. `on_batch` is told how many pairs each finished batch held.
-    pub fn predict_logits<A: AsRef<str>, B: AsRef<str>>(
+    /// left-padded batches of `batch_size` (at least 1). `on_batch` is told how many pairs each
+    /// finished batch held.
+    pub fn predict_scores(
         &self,
-        pairs: &[(A, B)],
+        pairs: &[(&str, &str)],
+        batch_size: usize,
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>> {
         let encoded: Vec<Vec<u32>> = pairs
             .iter()
-            .map(|(q, d)| self.encode(q.as_ref(), d.as_ref()))
+            .map(|(q, d)| self.encode(q, d))
             .collect::<Result<_>>()?;
         let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
         let order = length_sorted_order(&lengths);
         let mut out = vec![0f32; pairs.len()];
-        for chunk in order.chunks(self.batch_size) {
+        for chunk in order.chunks(batch_size.max(1)) {
             let seq_len = chunk.iter().map(|&i| lengths[i]).max().unwrap_or(0);
             if seq_len == 0 {
                 return Err(Error::invalid("the chat template rendered an empty prompt"));
@@ -435,24 +420,41 @@ impl CausalLmTeacher {
     }
 }
 
-impl Teacher for CausalLmTeacher {
-    fn score(&mut self, pairs: &[(&str, &str)]) -> Result<Vec<f32>> {
-        let activation = self.activation;
+impl PairScorer for CausalLmReranker {
+    fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    fn model_type(&self) -> &str {
+        &self.model_type
+    }
+
+    fn num_labels(&self) -> usize {
+        1
+    }
+
+    fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    fn default_activation(&self) -> ScoreActivation {
+        self.default_activation
+    }
+
+    fn scoring_fingerprint(&self) -> String {
+        self.scoring.clone()
+    }
+
+    fn predict_logits(
+        &self,
+        pairs: &[(&str, &str)],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
         Ok(self
-            .predict_logits(pairs, &mut |_| {})?
+            .predict_scores(pairs, batch_size, on_batch)?
             .into_iter()
-            .map(|x| activation.apply(x))
+            .map(|score| vec![score])
             .collect())
-    }
-
-    fn fingerprint(&self) -> String {
-        self.fingerprint.clone()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "{} (candle, {}, {:?})",
-            self.name, self.architecture, self.activation
-        )
     }
 }

@@ -7,12 +7,14 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::candle::CandleTeacher;
+use super::causal_lm::{is_causal_lm_reranker, CausalLmReranker};
 use super::deberta::DebertaV2CrossEncoder;
 use super::modernbert::ModernBertCrossEncoder;
 use crate::error::{Error, Result};
 use crate::model::{CrossEncoder, LoadOptions, ModelFiles, PairScorer, ScoreActivation};
 
-/// The `model_type`s [`load_pair_scorer`] reads, as config.json spells them.
+/// The `model_type`s [`load_pair_scorer`] reads, as config.json spells them (`qwen2` and `qwen3`
+/// as `*ForCausalLM` rerankers).
 pub const CANDLE_MODEL_TYPES: &[&str] = &[
     "bert",
     "xlm-roberta",
@@ -20,6 +22,8 @@ pub const CANDLE_MODEL_TYPES: &[&str] = &[
     "electra",
     "modernbert",
     "deberta-v2",
+    "qwen2",
+    "qwen3",
 ];
 
 /// config.json's `model_type` (empty when missing).
@@ -36,8 +40,9 @@ fn model_type(files: &ModelFiles) -> Result<String> {
 }
 
 /// Load the cross-encoder `spec` (a directory, relative paths against `base_dir`, or a hub id)
-/// for scoring, as config.json's `model_type` says: crossdistill's own encoder for `bert`,
-/// `xlm-roberta`, `roberta` and `electra`; candle-transformers for `modernbert` and
+/// for scoring, as config.json says: a `*ForCausalLM` architecture is a [`CausalLmReranker`]
+/// (Qwen2, Qwen3); otherwise `model_type` picks crossdistill's own encoder for `bert`,
+/// `xlm-roberta`, `roberta` and `electra`, candle-transformers for `modernbert` and
 /// `deberta-v2`. Any other type is an error that lists [`CANDLE_MODEL_TYPES`].
 pub fn load_pair_scorer(
     spec: &str,
@@ -45,6 +50,13 @@ pub fn load_pair_scorer(
     options: &LoadOptions,
 ) -> Result<Box<dyn PairScorer>> {
     let files = ModelFiles::locate(spec, base_dir)?;
+    if is_causal_lm_reranker(&files.config) {
+        return Ok(Box::new(CausalLmReranker::load(
+            files,
+            options.max_length,
+            &options.device,
+        )?));
+    }
     let found = model_type(&files)?;
     let model: Box<dyn PairScorer> = match found.as_str() {
         "bert" | "xlm-roberta" | "roberta" | "electra" => {

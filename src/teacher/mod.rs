@@ -4,8 +4,8 @@
 //! `&mut self` and `Send`, no mutex). [`CandleTeacher`] runs a cross-encoder with candle:
 //! crossdistill's own encoder (BERT, XLM-RoBERTa, ELECTRA) or candle-transformers' models
 //! ([`ModernBertCrossEncoder`], [`DebertaV2CrossEncoder`]), chosen from config.json's
-//! `model_type` by [`load_pair_scorer`] / [`load_candle_teacher`]; [`CausalLmTeacher`] runs a
-//! causal-LM reranker (Qwen2/Qwen3 in sentence-transformers 6's `LogitScore` layout) on candle;
+//! `model_type` by [`load_pair_scorer`] / [`load_candle_teacher`], or a [`CausalLmReranker`]
+//! (Qwen2/Qwen3 in sentence-transformers 6's `LogitScore` layout);
 //! [`OnnxTeacher`] runs a cross-encoder exported to ONNX with ONNX Runtime; [`Ensemble`]
 //! averages several teachers (of any mix of architectures and backends).
 
@@ -21,7 +21,7 @@ mod onnx;
 pub mod qwen;
 
 pub use self::candle::{file_hash, CandleTeacher};
-pub use causal_lm::{is_causal_lm_reranker, CausalLmTeacher, LogitScoreConfig};
+pub use causal_lm::{is_causal_lm_reranker, CausalLmReranker, LogitScoreConfig};
 pub use deberta::{DebertaV2Config, DebertaV2CrossEncoder};
 pub use ensemble::Ensemble;
 pub use load::{load_candle_teacher, load_pair_scorer, CANDLE_MODEL_TYPES};

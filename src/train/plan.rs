@@ -8,12 +8,10 @@ use crate::data::{count_rows, DataSource, Format};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
-use crate::model::{parse_device, CrossEncoder, LoadOptions, ModelFiles, ScoreActivation};
+use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
 use crate::pipeline::ColumnRoles;
 use crate::recipe::{DataSection, LabelSource, Recipe, Scheduler, TeacherActivation, TeacherKind};
-use crate::teacher::{
-    is_causal_lm_reranker, load_candle_teacher, CausalLmTeacher, Ensemble, OnnxTeacher, Teacher,
-};
+use crate::teacher::{load_candle_teacher, Ensemble, OnnxTeacher, Teacher};
 
 use super::schedule::{Schedule, ScheduleKind};
 
@@ -154,19 +152,6 @@ pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn 
                     max_length: section.max_length,
                     ..LoadOptions::default()
                 };
-                // Causal-LM rerankers (chat template, LogitScore) are teachers of their own;
-                // every sequence-classification architecture loads by its model_type.
-                let files = ModelFiles::locate(&section.model.spec, Some(&section.model.base_dir))?;
-                if is_causal_lm_reranker(&files.config) {
-                    members.push(Box::new(CausalLmTeacher::load(
-                        &files,
-                        section.max_length,
-                        section.batch_size,
-                        Some(activation(section.activation)),
-                        device,
-                    )?));
-                    continue;
-                }
                 members.push(Box::new(load_candle_teacher(
                     &section.model.spec,
                     Some(&section.model.base_dir),

@@ -9,17 +9,41 @@ use std::path::Path;
 
 use candle_core::Device;
 use crossdistill::cache::ScoreCache;
-use crossdistill::model::ModelFiles;
-use crossdistill::teacher::{is_causal_lm_reranker, CausalLmTeacher, Teacher};
+use crossdistill::model::{LoadOptions, ModelFiles, ScoreActivation};
+use crossdistill::teacher::{
+    is_causal_lm_reranker, load_candle_teacher, load_pair_scorer, CandleTeacher, CausalLmReranker,
+    Teacher,
+};
 use serde_json::Value;
 
 use crate::common::{crossdistill, expected_rows, fixture, max_abs_diff, stderr};
 
 const FIXTURES: [&str; 2] = ["tiny-qwen3-reranker", "tiny-qwen2-reranker"];
 
-fn load(name: &str, batch_size: usize) -> CausalLmTeacher {
+fn load(name: &str) -> CausalLmReranker {
     let files = ModelFiles::locate(fixture(name).to_str().unwrap(), None).unwrap();
-    CausalLmTeacher::load(&files, None, batch_size, None, &Device::Cpu).unwrap()
+    CausalLmReranker::load(files, None, &Device::Cpu).unwrap()
+}
+
+/// The reranker as a candle teacher, loaded the way `[teacher] kind = "candle"` loads it.
+fn teacher(
+    path: &Path,
+    max_length: Option<usize>,
+    batch_size: usize,
+    activation: Option<ScoreActivation>,
+) -> CandleTeacher {
+    let options = LoadOptions {
+        max_length,
+        ..LoadOptions::default()
+    };
+    load_candle_teacher(
+        path.to_str().unwrap(),
+        None,
+        &options,
+        batch_size,
+        activation,
+    )
+    .unwrap()
 }
 
 fn pairs(rows: &[Value]) -> Vec<(String, String)> {
@@ -43,7 +67,7 @@ fn expected_scores(rows: &[Value]) -> Vec<f32> {
 fn prompts_match_sentence_transformers_token_for_token() {
     for name in FIXTURES {
         assert!(is_causal_lm_reranker(&fixture(name).join("config.json")));
-        let teacher = load(name, 4);
+        let teacher = load(name);
         let rows = expected_rows(name);
         let mut truncated = 0;
         for row in &rows {
@@ -88,18 +112,36 @@ fn scores_match_sentence_transformers_batched_and_alone() {
             spread > 0.5,
             "{name}: the reference scores differ enough to check"
         );
-        for batch_size in [1, 5, 12] {
-            let teacher = load(name, batch_size);
-            let scores = teacher.predict_logits(&pairs, &mut |_| {}).unwrap();
-            let gap = max_abs_diff(&scores, &expected);
-            assert!(gap < 1e-4, "{name}, batch {batch_size}: max |diff| {gap}");
-        }
-        // Through the Teacher trait, with the model's default activation (sigmoid).
-        let mut teacher = load(name, 5);
         let borrowed: Vec<(&str, &str)> = pairs
             .iter()
             .map(|(q, p)| (q.as_str(), p.as_str()))
             .collect();
+        let reranker = load(name);
+        for batch_size in [1, 5, 12] {
+            let scores = reranker
+                .predict_scores(&borrowed, batch_size, &mut |_| {})
+                .unwrap();
+            let gap = max_abs_diff(&scores, &expected);
+            assert!(gap < 1e-4, "{name}, batch {batch_size}: max |diff| {gap}");
+        }
+        // As a PairScorer, chosen by load_pair_scorer from config.json like every architecture.
+        let scorer = load_pair_scorer(
+            fixture(name).to_str().unwrap(),
+            None,
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(scorer.num_labels(), 1);
+        assert_eq!(scorer.max_length(), 88);
+        let logits: Vec<f32> = scorer
+            .predict_logits(&borrowed, 5, &mut |_| {})
+            .unwrap()
+            .into_iter()
+            .map(|row| row[0])
+            .collect();
+        assert!(max_abs_diff(&logits, &expected) < 1e-4, "{name}");
+        // Through the Teacher trait, with the model's default activation (sigmoid).
+        let mut teacher = teacher(&fixture(name), None, 5, None);
         let scored = teacher.score(&borrowed).unwrap();
         let sigmoid: Vec<f32> = expected.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect();
         assert!(max_abs_diff(&scored, &sigmoid) < 1e-5, "{name}");
@@ -108,11 +150,12 @@ fn scores_match_sentence_transformers_batched_and_alone() {
 
 #[test]
 fn fingerprint_covers_template_and_tokens() {
-    let qwen3 = load("tiny-qwen3-reranker", 4);
-    let qwen2 = load("tiny-qwen2-reranker", 4);
+    let qwen3 = teacher(&fixture("tiny-qwen3-reranker"), None, 4, None);
+    let qwen2 = teacher(&fixture("tiny-qwen2-reranker"), None, 4, None);
     for fingerprint in [qwen3.fingerprint(), qwen2.fingerprint()] {
         for part in [
             "arch=",
+            "config=",
             "weights=",
             "tokenizer=",
             "template=",
@@ -122,7 +165,8 @@ fn fingerprint_covers_template_and_tokens() {
             assert!(fingerprint.contains(part), "{fingerprint}");
         }
     }
-    assert!(qwen3.fingerprint().contains("arch=Qwen3ForCausalLM"));
+    assert!(qwen3.fingerprint().contains("arch=qwen3|"));
+    assert!(qwen2.fingerprint().contains("arch=qwen2|"));
     assert!(qwen2.fingerprint().contains("tokens=") && qwen2.fingerprint().contains("/None"));
     // Another template is another teacher, even with the same weights and tokenizer.
     let dir = tempfile::tempdir().unwrap();
@@ -131,8 +175,7 @@ fn fingerprint_covers_template_and_tokens() {
     let template = copy.join("chat_template.jinja");
     let text = std::fs::read_to_string(&template).unwrap();
     std::fs::write(&template, text.replace("Judge whether", "Decide whether")).unwrap();
-    let files = ModelFiles::locate(copy.to_str().unwrap(), None).unwrap();
-    let changed = CausalLmTeacher::load(&files, None, 4, None, &Device::Cpu).unwrap();
+    let changed = teacher(&copy, None, 4, None);
     assert_ne!(changed.fingerprint(), qwen3.fingerprint());
 }
 
@@ -246,15 +289,12 @@ save_every = 100
 
     // The cache holds the LLM teacher's scores (the recipe's identity activation) under its
     // fingerprint, and they are what the library computes for the same pairs.
-    let files = ModelFiles::locate(fixture("tiny-qwen3-reranker").to_str().unwrap(), None).unwrap();
-    let teacher = CausalLmTeacher::load(
-        &files,
+    let teacher = teacher(
+        &fixture("tiny-qwen3-reranker"),
         Some(80),
         8,
-        Some(crossdistill::model::ScoreActivation::Identity),
-        &Device::Cpu,
-    )
-    .unwrap();
+        Some(ScoreActivation::Identity),
+    );
     let cache = ScoreCache::open_existing(&dir.path().join("cache")).unwrap();
     let mut cached = Vec::new();
     cache
@@ -273,9 +313,162 @@ save_every = 100
         .iter()
         .map(|c| (c.1.as_str(), c.2.as_str()))
         .collect();
-    let direct = teacher.predict_logits(&pairs, &mut |_| {}).unwrap();
+    let direct = teacher
+        .model()
+        .predict(&pairs, 8, ScoreActivation::Identity)
+        .unwrap();
     for (entry, score) in cached.iter().zip(direct) {
         assert_eq!(entry.0, teacher.fingerprint());
         assert!((entry.3 - score).abs() < 1e-4, "{} vs {score}", entry.3);
+    }
+}
+
+#[test]
+fn rank_eval_and_mine_take_a_causal_lm_reranker() {
+    let name = "tiny-qwen3-reranker";
+    let model = fixture(name);
+    let model = model.to_str().unwrap();
+    let rows = expected_rows(name);
+    let pairs = pairs(&rows);
+    let expected = expected_scores(&rows);
+    let dir = tempfile::tempdir().unwrap();
+
+    // rank: every fixture passage against the first query; the fixture's own passage gets the
+    // score sentence-transformers gave it (sigmoid, the model's default), the rest what the
+    // library gives, best first.
+    let documents = dir.path().join("documents.txt");
+    // One document per line (an empty line is no document: the fixture's empty passage is left out).
+    let passages: Vec<String> = pairs
+        .iter()
+        .map(|(_, p)| p.replace('\n', " "))
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    assert_eq!(passages.len(), pairs.len() - 1);
+    std::fs::write(&documents, passages.join("\n") + "\n").unwrap();
+    let run = crossdistill(&[
+        "rank",
+        "--model",
+        model,
+        "--query",
+        &pairs[0].0,
+        "--documents",
+        documents.to_str().unwrap(),
+        "--batch-size",
+        "5",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let ranked: Vec<Value> = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(ranked.len(), passages.len());
+    let scores: Vec<f64> = ranked
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let first = ranked.iter().find(|r| r["corpus_id"] == 0).unwrap();
+    let sigmoid = 1.0 / (1.0 + (-expected[0] as f64).exp());
+    assert!((first["score"].as_f64().unwrap() - sigmoid).abs() < 1e-5);
+    let reranker = load(name);
+    let borrowed: Vec<(&str, &str)> = passages
+        .iter()
+        .map(|p| (pairs[0].0.as_str(), p.as_str()))
+        .collect();
+    let library = reranker.predict_scores(&borrowed, 5, &mut |_| {}).unwrap();
+    for row in &ranked {
+        let id = row["corpus_id"].as_u64().unwrap() as usize;
+        let want = 1.0 / (1.0 + (-library[id] as f64).exp());
+        assert!(
+            (row["score"].as_f64().unwrap() - want).abs() < 1e-5,
+            "{row}"
+        );
+    }
+
+    // eval: gold labels equal to sentence-transformers' scores correlate perfectly with what
+    // the reranker scores (Spearman 1 needs every pair in the right order).
+    let sts = dir.path().join("sts.jsonl");
+    let lines: Vec<String> = pairs
+        .iter()
+        .zip(&expected)
+        .map(|((q, p), s)| {
+            serde_json::json!({"sentence1": q, "sentence2": p, "score": s}).to_string()
+        })
+        .collect();
+    std::fs::write(&sts, lines.join("\n") + "\n").unwrap();
+    let run = crossdistill(&[
+        "eval",
+        "--model",
+        model,
+        "--correlation",
+        sts.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let output: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let spearman = output["correlation"]["spearman"].as_f64().unwrap();
+    assert!((spearman - 1.0).abs() < 1e-12, "{output}");
+
+    // mine --teacher: the LLM rescores the mined candidates (BERT fixture as the embedder).
+    let input = dir.path().join("pairs.jsonl");
+    let corpus = dir.path().join("corpus.jsonl");
+    let pair_lines: Vec<String> = pairs
+        .iter()
+        .take(4)
+        .map(|(q, p)| serde_json::json!({"query": q, "answer": p}).to_string())
+        .collect();
+    std::fs::write(&input, pair_lines.join("\n") + "\n").unwrap();
+    let corpus_lines: Vec<String> = pairs
+        .iter()
+        .enumerate()
+        .skip(4)
+        .map(|(i, (_, p))| serde_json::json!({"_id": i.to_string(), "text": p}).to_string())
+        .collect();
+    std::fs::write(&corpus, corpus_lines.join("\n") + "\n").unwrap();
+    let mined = dir.path().join("mined.jsonl");
+    let embedder = fixture("tiny-bert-ce");
+    let run = crossdistill(&[
+        "mine",
+        "--model",
+        embedder.to_str().unwrap(),
+        "--teacher",
+        model,
+        "--max-score",
+        "1.0",
+        "--input",
+        input.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--output",
+        mined.to_str().unwrap(),
+        "--output-format",
+        "n-tuple",
+        "--num-negatives",
+        "2",
+        "--output-scores",
+        "--no-cache",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("rescoring"), "{}", stderr(&run));
+    let mined: Vec<Value> = std::fs::read_to_string(&mined)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(mined.len(), 4);
+    for (row, ((query, _), logit)) in mined.iter().zip(pairs.iter().zip(&expected)) {
+        assert_eq!(row["query"].as_str().unwrap(), query);
+        let scores: Vec<f64> = row["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect();
+        assert_eq!(scores.len(), 3, "{row}");
+        // The positive's score is sentence-transformers' (sigmoid) score of the fixture pair.
+        let sigmoid = 1.0 / (1.0 + (-*logit as f64).exp());
+        assert!(
+            (scores[0] - sigmoid).abs() < 1e-5,
+            "{scores:?} vs {sigmoid}"
+        );
+        assert!(scores[1] >= scores[2], "{scores:?}");
     }
 }
