@@ -9,8 +9,11 @@ use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ModelFiles, ScoreActivation};
-use crate::pipeline::ColumnRoles;
-use crate::recipe::{DataSection, LabelSource, Recipe, Scheduler, TeacherActivation, TeacherKind};
+use crate::pipeline::{teacher_call_pairs, ColumnRoles};
+use crate::recipe::{
+    BatchSampler, DataSection, LabelSource, OnNan, Recipe, Scheduler, TeacherActivation,
+    TeacherKind,
+};
 use crate::teacher::{
     is_causal_lm_reranker, load_candle_teacher, CausalLmTeacher, Ensemble, OnnxTeacher, Teacher,
 };
@@ -47,10 +50,72 @@ pub fn loss_log_keys<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Vec<String
         .collect()
 }
 
-/// Everything a training run needs, validated.
+/// How the producer reads and batches the training data.
+#[derive(Debug, Clone)]
+pub struct Batching {
+    /// Rows per epoch at most (`data.train.max_rows`).
+    pub max_rows: Option<usize>,
+    /// Examples per batch (`train.batch_size`).
+    pub batch_size: usize,
+    /// Shuffle each epoch (`train.shuffle`).
+    pub shuffle: bool,
+    /// No batch holds the same text twice (`train.batch_sampler = "no_duplicates"`).
+    pub no_duplicates: bool,
+    /// Batches the channel holds (`train.channel_capacity`).
+    pub channel_capacity: usize,
+    /// Pairs the producer collects before calling the teacher: eight batches of the largest
+    /// `[[teacher]] batch_size` (each member of an ensemble then scores the call in batches of
+    /// its own size), so that every member sorts at least eight of its batches by length. 0
+    /// without a teacher.
+    pub teacher_call_pairs: usize,
+    /// Whether some loss takes its labels from the teacher (else the teacher, if any, only
+    /// scores the held-out pairs).
+    pub teacher_labels: bool,
+}
+
+/// How one optimizer step is taken.
+#[derive(Debug, Clone)]
+pub struct StepSettings {
+    /// Micro-batches per optimizer step (`train.gradient_accumulation`).
+    pub gradient_accumulation: usize,
+    /// AdamW weight decay (`train.weight_decay`).
+    pub weight_decay: f64,
+    /// The gradient norm is clipped to this (`train.max_grad_norm`).
+    pub max_grad_norm: f64,
+    /// What a non-finite teacher score, loss or gradient does (`train.on_nan`).
+    pub on_nan: OnNan,
+}
+
+/// When the trainer writes what it writes along the way (every N steps; 0: never).
+#[derive(Debug, Clone)]
+pub struct Cadence {
+    /// A metrics row (`train.log_every`).
+    pub log_every: usize,
+    /// An evaluation (`train.eval_every`).
+    pub eval_every: usize,
+    /// A checkpoint (`train.save_every`).
+    pub save_every: usize,
+    /// Checkpoints kept, the newest (`train.save_total_limit`; `None`: all).
+    pub save_total_limit: Option<usize>,
+}
+
+/// The best-model policy (`train.metric_for_best_model`).
+#[derive(Debug, Clone)]
+pub struct BestModel {
+    /// The metric, as the recipe names it (as `best_model::best_metric_key` reads it).
+    pub metric: String,
+    /// Save each new best to `best/` and make it the final model (`train.load_best_model_at_end`).
+    pub load_at_end: bool,
+}
+
+/// Everything a training run needs, validated: the trainer reads this, never the recipe.
 pub struct Plan {
-    /// The recipe it came from.
+    /// The recipe it came from, as the model card reports it.
     pub recipe: Recipe,
+    /// The recipe as `recipe.resolved.toml` holds it (a resume is compared with it).
+    pub resolved_recipe: String,
+    /// The run seed (`run.seed`).
+    pub seed: u64,
     /// The device.
     pub device: Device,
     /// The student.
@@ -66,11 +131,23 @@ pub struct Plan {
     pub losses: Vec<PlannedLoss>,
     /// The training data.
     pub train_source: DataSource,
+    /// The training data as messages name it (the resolved path or hub id).
+    pub train_name: String,
     /// Held-out data, if any.
     pub eval_source: Option<DataSource>,
+    /// Held-out rows used at most (`data.eval.max_rows`).
+    pub eval_max_rows: Option<usize>,
     /// Parallel data: the student's column groups and the teacher's columns (`[student]
     /// columns`), as field indices of the train and held-out sources.
     pub columns: Option<ColumnRoles>,
+    /// How the producer batches the training data.
+    pub batching: Batching,
+    /// How an optimizer step is taken.
+    pub step: StepSettings,
+    /// When metrics, evaluations and checkpoints are written.
+    pub cadence: Cadence,
+    /// The best-model policy, when the recipe sets `train.metric_for_best_model`.
+    pub best_model: Option<BestModel>,
     /// Rows per epoch (after `max_rows`).
     pub rows_per_epoch: usize,
     /// Training examples per epoch: rows × student column groups.
@@ -324,10 +401,47 @@ impl Plan {
             )?);
         }
         if let Some(wanted) = &recipe.train.metric_for_best_model {
-            super::preflight::check_best_metric(wanted, &evaluators)?;
+            super::best_model::check_best_metric(wanted, &evaluators)?;
         }
+        let batching = Batching {
+            max_rows: recipe.data.train.max_rows,
+            batch_size: train.batch_size,
+            shuffle: train.shuffle,
+            no_duplicates: train.batch_sampler == BatchSampler::NoDuplicates,
+            channel_capacity: train.channel_capacity,
+            teacher_call_pairs: recipe
+                .teachers
+                .iter()
+                .map(|t| t.batch_size)
+                .max()
+                .map_or(0, teacher_call_pairs),
+            teacher_labels: losses.iter().any(|l| l.labels == LabelSource::Teacher),
+        };
+        let step = StepSettings {
+            gradient_accumulation: train.gradient_accumulation,
+            weight_decay: train.weight_decay,
+            max_grad_norm: train.max_grad_norm,
+            on_nan: train.on_nan,
+        };
+        let cadence = Cadence {
+            log_every: train.log_every,
+            eval_every: train.eval_every,
+            save_every: train.save_every,
+            save_total_limit: train.save_total_limit,
+        };
+        let best_model = train.metric_for_best_model.clone().map(|metric| BestModel {
+            metric,
+            load_at_end: train.load_best_model_at_end,
+        });
         Ok(Self {
-            recipe,
+            resolved_recipe: recipe.to_resolved_toml(),
+            seed: recipe.run.seed,
+            train_name: recipe.data.train.resolved(),
+            eval_max_rows: recipe.data.eval.as_ref().and_then(|e| e.max_rows),
+            batching,
+            step,
+            cadence,
+            best_model,
             device,
             student,
             teacher,
@@ -345,6 +459,7 @@ impl Plan {
             schedule,
             evaluators,
             output_dir,
+            recipe,
         })
     }
 }
