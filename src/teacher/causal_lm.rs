@@ -27,8 +27,9 @@ use tokenizers::Tokenizer;
 
 use super::chat_template::{read_template, special_tokens, MessageFormat, PairPrompter};
 use super::qwen::{logit_scores, DecoderConfig, QwenDecoder, QwenVariant};
-use super::{file_hash, Teacher};
+use super::Teacher;
 use crate::error::{Error, Result};
+use crate::fingerprint::file_hash;
 use crate::hub::{self, RepoKind};
 use crate::model::{looks_like_hub_id, ModelFiles, ScoreActivation};
 use crate::tokenize::length_sorted_order;
@@ -348,7 +349,7 @@ impl CausalLmTeacher {
         let fingerprint = format!(
             "causal-lm|arch={architecture}|weights={}|tokenizer={tokenizer_hash}|template={:032x}|format={format:?}|tokens={}/{:?}|max_length={max_length}|activation={activation:?}",
             hashes.join(","),
-            twox_hash::XxHash3_128::oneshot(prompter.template_text().as_bytes()),
+            crate::fingerprint::stable_hash(prompter.template_text().as_bytes()),
             score.true_token_id,
             score.false_token_id,
         );
