@@ -63,10 +63,7 @@ pub struct Batching {
     pub no_duplicates: bool,
     /// Batches the channel holds (`train.channel_capacity`).
     pub channel_capacity: usize,
-    /// Pairs the producer collects before calling the teacher: eight batches of the largest
-    /// `[[teacher]] batch_size` (each member of an ensemble then scores the call in batches of
-    /// its own size), so that every member sorts at least eight of its batches by length. 0
-    /// without a teacher.
+    /// Pairs the producer collects before calling the teacher (see `teacher_call_size`).
     pub teacher_call_pairs: usize,
     /// Whether some loss takes its labels from the teacher (else the teacher, if any, only
     /// scores the held-out pairs).
@@ -409,12 +406,7 @@ impl Plan {
             shuffle: train.shuffle,
             no_duplicates: train.batch_sampler == BatchSampler::NoDuplicates,
             channel_capacity: train.channel_capacity,
-            teacher_call_pairs: recipe
-                .teachers
-                .iter()
-                .map(|t| t.batch_size)
-                .max()
-                .map_or(0, teacher_call_pairs),
+            teacher_call_pairs: teacher_call_size(recipe.teachers.iter().map(|t| t.batch_size)),
             teacher_labels: losses.iter().any(|l| l.labels == LabelSource::Teacher),
         };
         let step = StepSettings {
@@ -464,7 +456,26 @@ impl Plan {
     }
 }
 
+/// Pairs the producer collects per teacher call, from the `[[teacher]]` batch sizes: eight
+/// batches of the largest (each member of an ensemble scores the call in batches of its own
+/// size, so each sorts at least eight of them by length); 0 without a teacher.
+fn teacher_call_size(batch_sizes: impl IntoIterator<Item = usize>) -> usize {
+    batch_sizes.into_iter().max().map_or(0, teacher_call_pairs)
+}
+
 /// Put a recipe location in front of an error raised while building a section.
 fn locate(error: Error, recipe: &Recipe, line: Option<usize>, what: &str) -> Error {
     Error::input(&recipe.source.path, line, format!("{what}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_teacher_call_holds_eight_batches_of_the_largest_teacher() {
+        assert_eq!(teacher_call_size([32]), 256);
+        assert_eq!(teacher_call_size([16, 64, 8]), 512);
+        assert_eq!(teacher_call_size([]), 0);
+    }
 }
