@@ -40,7 +40,8 @@ impl OnnxPort {
     }
 }
 
-/// The inputs a cross-encoder graph takes, checked by [`check_signature`].
+/// The inputs a cross-encoder graph takes, as `check_signature` found them when the teacher
+/// loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OnnxSignature {
     /// The graph takes `token_type_ids` (BERT does, XLM-R exports do not).
