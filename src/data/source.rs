@@ -124,7 +124,8 @@ pub struct DataSource {
     /// The input columns, in order. Default: every column except the label column and
     /// `dataset_name`, in file order.
     pub columns: Option<Vec<String>>,
-    /// The label column. Default: the first of [`LABEL_COLUMN_CANDIDATES`](super::LABEL_COLUMN_CANDIDATES) present, else none.
+    /// The label column. Default: the first of
+    /// [`LABEL_COLUMN_CANDIDATES`](super::LABEL_COLUMN_CANDIDATES) present, else none.
     pub label: Option<String>,
     /// Column names for a CSV/TSV file without a header row (its first line is then data).
     /// Ignored for JSONL and Parquet.

@@ -36,7 +36,8 @@ pub struct TrainerState {
     #[serde(default)]
     pub skipped_steps: usize,
     /// Complete lines of each append-only log (path relative to the run directory) when the
-    /// checkpoint was taken; filled in by [`checkpoint::save`](super::checkpoint::save). `None` in checkpoints of older versions.
+    /// checkpoint was taken; filled in by [`checkpoint::save`](super::checkpoint::save). `None`
+    /// in checkpoints of older versions.
     #[serde(default)]
     pub logs: Option<BTreeMap<String, usize>>,
 }
