@@ -16,7 +16,9 @@ use super::held_out::HeldOut;
 use super::metrics_log::append_metrics;
 use super::micro_batch::{batch_pairs, in_batch, micro_step, step_seed};
 use super::model_card::write_card;
-use super::nan_policy::{check_skipped, non_finite_teacher_score};
+use super::nan_policy::{
+    check_skipped, non_finite_teacher_score, teacher_scored_non_finite, NonFiniteStep,
+};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use super::plan::Plan;
 use super::progress::TrainProgress;
@@ -265,11 +267,7 @@ impl<'a> Trainer<'a> {
             pairs += batch_pairs(&batch);
             if let Some(bad) = non_finite_teacher_score(&batch, &self.plan.train_name) {
                 if plan_step.on_nan == OnNan::Stop {
-                    return Err(Error::invalid(format!(
-                        "step {}: the teacher scored {bad}",
-                        self.state.step + 1
-                    ))
-                    .with_hint("check the teacher model (its weights or its ONNX export give non-finite scores for these pairs), or set train.on_nan = \"skip\" to skip such batches"));
+                    return Err(teacher_scored_non_finite(self.state.step + 1, &bad));
                 }
                 teacher_nan.get_or_insert(bad);
                 micro_batches += 1;
@@ -300,28 +298,18 @@ impl<'a> Trainer<'a> {
             || !step_loss.is_finite()
             || self.grads.iter().flatten().any(|g| !g.is_finite());
         if non_finite {
-            let step = self.state.step + 1;
-            let train_name = &self.plan.train_name;
-            match plan_step.on_nan {
-                OnNan::Stop => {
-                    return Err(Error::invalid(format!(
-                        "non-finite loss or gradient at step {step} (loss {step_loss}); the batch holds the rows at lines {batch_lines:?} of {train_name}",
-                    ))
-                    .with_hint("lower train.learning_rate, check those rows and the teacher's scores for NaN/inf, or set train.on_nan = \"skip\" to skip such batches"));
-                }
-                OnNan::Skip => {
-                    let cause = match &teacher_nan {
-                        Some(bad) => format!("the teacher scored {bad}"),
-                        None => format!("non-finite loss or gradient (loss {step_loss})"),
-                    };
-                    self.progress.message(&format!(
-                        "step {step}: {cause}, batch skipped (rows at lines {batch_lines:?} of {train_name})",
-                    ));
-                    self.state.step += 1;
-                    self.state.skipped_steps += 1;
-                    return Ok(Step::Skipped);
-                }
+            let skipped = NonFiniteStep {
+                step: self.state.step + 1,
+                teacher_score: teacher_nan.as_deref(),
+                loss: step_loss,
+                lines: &batch_lines,
+                train_name: &self.plan.train_name,
             }
+            .skip_or_stop(plan_step.on_nan)?;
+            self.progress.message(&skipped);
+            self.state.step += 1;
+            self.state.skipped_steps += 1;
+            return Ok(Step::Skipped);
         }
         let grad_norm = clip_grad_norm(&mut self.grads, plan_step.max_grad_norm);
         let lr = self.plan.schedule.lr(self.state.step);
