@@ -16,7 +16,7 @@ use std::time::Instant;
 use crossdistill::error::{Error, Result};
 use crossdistill::eval::spearman;
 use crossdistill::model::{CrossEncoder, LoadOptions, ScoreActivation};
-use crossdistill::teacher::{init_onnxruntime, CandleTeacher, OnnxTeacher, Teacher};
+use crossdistill::teacher::{CandleTeacher, OnnxTeacher, Teacher};
 use serde_json::{json, Value};
 
 fn read_pairs(path: &str) -> Result<Vec<(String, String)>> {
@@ -68,20 +68,18 @@ fn main() -> Result<()> {
         .map(|(q, p)| (q.as_str(), p.as_str()))
         .collect();
     let identity = Some(ScoreActivation::Identity);
-    let library = init_onnxruntime()?;
+    let ort_f32 = OnnxTeacher::new(
+        model_dir,
+        "model.onnx",
+        Some(max_length),
+        batch_size,
+        identity,
+        None,
+    )?;
+    let library = ort_f32.runtime_library().to_path_buf();
 
     let mut teachers: Vec<(&str, Box<dyn Teacher>)> = vec![
-        (
-            "ort_teacher_f32",
-            Box::new(OnnxTeacher::new(
-                model_dir,
-                "model.onnx",
-                Some(max_length),
-                batch_size,
-                identity,
-                None,
-            )?),
-        ),
+        ("ort_teacher_f32", Box::new(ort_f32)),
         (
             "ort_teacher_int8",
             Box::new(OnnxTeacher::new(

@@ -5,8 +5,9 @@
 //! ```
 //!
 //! Modules in dependency order, as declared below (each imports only those above it):
-//! [`error`], [`fsutil`], [`hub`]; [`data`], [`tokenize`]; [`model`], [`teacher`]; [`cache`],
-//! [`mine`]; [`loss`]; [`eval`]; [`card`], [`recipe`]; [`pipeline`], [`train`]; [`cli`].
+//! [`error`], [`fingerprint`], [`fsutil`], [`hub`], [`params`]; [`data`], [`tokenize`];
+//! [`model`], [`teacher`]; [`cache`], [`mine`]; [`loss`]; [`eval`]; [`card`], [`recipe`];
+//! [`pipeline`], [`train`]; [`cli`].
 //!
 //! ```no_run
 //! use crossdistill::model::{CrossEncoder, LoadOptions, ScoreActivation};
@@ -18,10 +19,13 @@
 //! ```
 #![warn(missing_docs)]
 
-// Foundations: the error type, file-system helpers, the Hugging Face hub.
+// Foundations: the error type, the hashes that name what is stored, file-system helpers, the
+// Hugging Face hub, the reader of TOML parameter values.
 pub mod error;
+pub mod fingerprint;
 pub mod fsutil;
 pub mod hub;
+pub mod params;
 
 // Inputs: rows of text from JSONL/CSV/Parquet, and their tokens.
 pub mod data;

@@ -254,6 +254,29 @@ pub fn length_sorted_order(lengths: &[usize]) -> Vec<usize> {
     order
 }
 
+/// Run `encoded` through `run_batch` in batches of `batch_size` taken in
+/// [`length_sorted_order`], and return its rows in input order (row `i` belongs to
+/// `encoded[i]`). `run_batch` returns one row per pair of its batch, in batch order; `on_batch`
+/// is told how many pairs each finished batch held. `batch_size` must be at least 1.
+pub fn in_length_sorted_batches<T: Default>(
+    encoded: &[EncodedPair],
+    batch_size: usize,
+    on_batch: &mut dyn FnMut(usize),
+    mut run_batch: impl FnMut(&[&EncodedPair]) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
+    let order = length_sorted_order(&lengths);
+    let mut out: Vec<T> = encoded.iter().map(|_| T::default()).collect();
+    for chunk in order.chunks(batch_size) {
+        let batch: Vec<&EncodedPair> = chunk.iter().map(|&i| &encoded[i]).collect();
+        for (&i, row) in chunk.iter().zip(run_batch(&batch)?) {
+            out[i] = row;
+        }
+        on_batch(chunk.len());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +325,25 @@ mod tests {
     #[test]
     fn length_order_is_longest_first_and_stable() {
         assert_eq!(length_sorted_order(&[3, 5, 3, 1, 5]), vec![1, 4, 0, 2, 3]);
+    }
+
+    #[test]
+    fn batches_run_longest_first_and_rows_come_back_in_input_order() {
+        let pair = |len: usize| EncodedPair {
+            input_ids: vec![7; len],
+            type_ids: vec![0; len],
+        };
+        let encoded = [pair(2), pair(5), pair(1), pair(5), pair(3)];
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let mut sizes = Vec::new();
+        let rows = in_length_sorted_batches(&encoded, 2, &mut |n| sizes.push(n), |batch| {
+            let lengths: Vec<usize> = batch.iter().map(|pair| pair.len()).collect();
+            batches.push(lengths.clone());
+            Ok(lengths)
+        })
+        .unwrap();
+        assert_eq!(batches, vec![vec![5, 5], vec![3, 2], vec![1]]);
+        assert_eq!(sizes, vec![2, 2, 1]);
+        assert_eq!(rows, vec![2, 5, 1, 5, 3]);
     }
 }

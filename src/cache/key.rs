@@ -3,9 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use twox_hash::XxHash3_128;
-
 use crate::error::{Error, Result};
+use crate::fingerprint::stable_hash;
 
 /// The cache key of a (query, passage) pair: XXH3-128 of `len(query) as u64 little-endian ‖
 /// query ‖ passage` (UTF-8 bytes). The length prefix keeps ("ab", "c") and ("a", "bc") apart.
@@ -30,7 +29,7 @@ impl PairKey {
         buffer.extend_from_slice(&(query.len() as u64).to_le_bytes());
         buffer.extend_from_slice(query.as_bytes());
         buffer.extend_from_slice(passage.as_bytes());
-        PairKey(XxHash3_128::oneshot(buffer))
+        PairKey(stable_hash(buffer))
     }
 
     /// The keys of `pairs`, in order.

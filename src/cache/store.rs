@@ -39,12 +39,12 @@ use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageError, TableDefinition,
     WriteTransaction,
 };
-use twox_hash::XxHash3_128;
 
 use super::file_backend::{is_locked, CacheFile};
 use super::guard;
 use super::key::PairKey;
 use crate::error::{Error, Result};
+use crate::fingerprint::stable_hash;
 
 /// The cache's file inside its directory.
 pub const FILE_NAME: &str = "scores.redb";
@@ -118,7 +118,7 @@ pub fn entry_check(teacher_id: u32, key: PairKey, score: f32, text_id: u64) -> u
     bytes[..20].copy_from_slice(&score_key(teacher_id, key));
     bytes[20..24].copy_from_slice(&score.to_bits().to_le_bytes());
     bytes[24..].copy_from_slice(&text_id.to_le_bytes());
-    XxHash3_128::oneshot(&bytes) as u32
+    stable_hash(&bytes) as u32
 }
 
 /// What to do about a damaged cache in `dir`.

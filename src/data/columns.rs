@@ -1,12 +1,24 @@
 //! Which columns of a file are inputs and which one is the label (sentence-transformers' rules).
 
 use super::row::Problem;
-use super::source::LABEL_COLUMN_CANDIDATES;
+
+/// The label column is the first of these present in the file, searched in this order, as in
+/// sentence-transformers (`DEFAULT_LABEL_COLUMNS` of `base/data_collator.py`, searched by
+/// `CrossEncoderDataCollator.__call__` in `cross_encoder/data_collator.py`).
+pub const LABEL_COLUMN_CANDIDATES: [&str; 4] = ["label", "labels", "score", "scores"];
 
 /// sentence-transformers removes this column from the inputs and uses it to pick a loss
 /// (`CrossEncoderDataCollator.__call__`, `cross_encoder/data_collator.py`); it is never an input
 /// by default.
 const DATASET_NAME_COLUMN: &str = "dataset_name";
+
+/// What the format readers need from a `DataSource` (`source.rs`): the columns it names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ColumnOptions<'a> {
+    pub(crate) columns: Option<&'a [String]>,
+    pub(crate) label: Option<&'a str>,
+    pub(crate) names: Option<&'a [String]>,
+}
 
 /// The columns a reader hands out, as names and as indices into the file's columns.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,9 +8,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::columns::{self, Selection};
-use super::row::{finite_label, Field, Label, Place, Problem, Row};
-use super::source::{empty_file_error, file_error, ColumnOptions};
+use super::columns::{self, ColumnOptions, Selection};
+use super::row::{empty_file_error, file_error, finite_label, Field, Label, Place, Problem, Row};
 use crate::error::{Error, Result};
 
 /// Where a file's column names came from, for messages.

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::columns::{self, Selection};
-use super::row::{finite_label, Field, Label, Place, Problem, Row, RowShape};
-use super::source::{empty_file_error, ColumnOptions};
+use super::columns::{self, ColumnOptions, Selection};
+use super::row::{empty_file_error, finite_label, Field, Label, Place, Problem, Row, RowShape};
 use crate::error::{Error, Result};
 
 /// A JSONL file read one non-blank line at a time.

@@ -37,9 +37,10 @@ mod row;
 mod source;
 mod write;
 
+pub use columns::LABEL_COLUMN_CANDIDATES;
 pub use lines::{numbered_lines, BYTE_ORDER_MARK};
 pub use row::{Field, Label, Row};
-pub use source::{count_rows, DataSource, Format, RowReader, LABEL_COLUMN_CANDIDATES};
+pub use source::{count_rows, DataSource, Format, RowReader};
 pub use write::write_jsonl_atomic;
 
 #[cfg(test)]

@@ -20,9 +20,11 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::ProjectionMask;
 
-use super::columns::{self, Selection};
-use super::row::{describe_bad_label, finite_label, Field, Label, Place, Problem, Row, RowShape};
-use super::source::{empty_file_error, file_error, ColumnOptions};
+use super::columns::{self, ColumnOptions, Selection};
+use super::row::{
+    describe_bad_label, empty_file_error, file_error, finite_label, Field, Label, Place, Problem,
+    Row, RowShape,
+};
 use crate::error::{Error, Result};
 
 thread_local! {

@@ -143,6 +143,21 @@ impl Problem {
     }
 }
 
+/// An error about the file as a whole (no row to point at).
+pub(crate) fn file_error(path: &Path, problem: Problem) -> Error {
+    Error::input(path, None, problem.message).with_hint(problem.hint)
+}
+
+/// The error for a file without a single row.
+pub(crate) fn empty_file_error(path: &Path, expected: &str) -> Error {
+    Error::input(
+        path,
+        None,
+        format!("no rows: expected {expected}, found none"),
+    )
+    .with_hint("point `path` at a file with data, or remove this data section")
+}
+
 /// `value` as a label, or `None` when it is NaN, infinite, or too large for `f32`.
 pub(crate) fn finite_label(value: f64) -> Option<f32> {
     let narrowed = value as f32;

@@ -4,18 +4,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::columns::Selection;
+use super::columns::{ColumnOptions, Selection};
 use super::csv::CsvRows;
 use super::jsonl::JsonlRows;
 use super::parquet::ParquetRows;
-use super::row::{Problem, Row};
+use super::row::Row;
 use crate::error::{Error, Result};
 use crate::hub::{self, RepoKind};
-
-/// The label column is the first of these present in the file, searched in this order, as in
-/// sentence-transformers (`DEFAULT_LABEL_COLUMNS` of `base/data_collator.py`, searched by
-/// `CrossEncoderDataCollator.__call__` in `cross_encoder/data_collator.py`).
-pub const LABEL_COLUMN_CANDIDATES: [&str; 4] = ["label", "labels", "score", "scores"];
 
 /// A data file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -129,7 +124,8 @@ pub struct DataSource {
     /// The input columns, in order. Default: every column except the label column and
     /// `dataset_name`, in file order.
     pub columns: Option<Vec<String>>,
-    /// The label column. Default: the first of [`LABEL_COLUMN_CANDIDATES`] present, else none.
+    /// The label column. Default: the first of
+    /// [`LABEL_COLUMN_CANDIDATES`](super::LABEL_COLUMN_CANDIDATES) present, else none.
     pub label: Option<String>,
     /// Column names for a CSV/TSV file without a header row (its first line is then data).
     /// Ignored for JSONL and Parquet.
@@ -205,29 +201,6 @@ impl DataSource {
             failed: false,
         })
     }
-}
-
-/// What the format readers need from a [`DataSource`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ColumnOptions<'a> {
-    pub(crate) columns: Option<&'a [String]>,
-    pub(crate) label: Option<&'a str>,
-    pub(crate) names: Option<&'a [String]>,
-}
-
-/// An error about the file as a whole (no row to point at).
-pub(crate) fn file_error(path: &Path, problem: Problem) -> Error {
-    Error::input(path, None, problem.message).with_hint(problem.hint)
-}
-
-/// The error for a file without a single row.
-pub(crate) fn empty_file_error(path: &Path, expected: &str) -> Error {
-    Error::input(
-        path,
-        None,
-        format!("no rows: expected {expected}, found none"),
-    )
-    .with_hint("point `path` at a file with data, or remove this data section")
 }
 
 fn open_file(path: &Path, given: &str, base_dir: &Path) -> Result<File> {

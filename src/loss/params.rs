@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::loss::activation::ActivationFn;
+use crate::params::{unknown_keys, ParamTable, BOOLEAN, INTEGER, NUMBER, STRING};
 
 /// A loss's parameter table, checked once for unknown keys.
 pub(crate) struct Params<'a> {
@@ -18,11 +19,7 @@ impl<'a> Params<'a> {
         table: &'a toml::Table,
         accepted: &[&str],
     ) -> Result<Self> {
-        let unknown: Vec<&str> = table
-            .keys()
-            .map(String::as_str)
-            .filter(|key| !accepted.contains(key))
-            .collect();
+        let unknown = unknown_keys(table, accepted);
         if unknown.is_empty() {
             return Ok(Params { loss, table });
         }
@@ -46,14 +43,6 @@ impl<'a> Params<'a> {
         )))
     }
 
-    fn wrong_type(&self, key: &str, expected: &str, found: &toml::Value) -> Error {
-        Error::invalid(format!(
-            "loss \"{}\": parameter \"{key}\" must be {expected}, found {} {found}",
-            self.loss,
-            found.type_str()
-        ))
-    }
-
     /// An error about the value of `key`: `loss "x": parameter "key" {message}`.
     pub(crate) fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
         Error::invalid(format!(
@@ -69,13 +58,8 @@ impl<'a> Params<'a> {
 
     /// A number (integer or float) that must be finite.
     pub(crate) fn f64(&self, key: &str) -> Result<Option<f64>> {
-        let Some(value) = self.table.get(key) else {
+        let Some(number) = self.read(key, &NUMBER)? else {
             return Ok(None);
-        };
-        let number = match value {
-            toml::Value::Float(x) => *x,
-            toml::Value::Integer(i) => *i as f64,
-            other => return Err(self.wrong_type(key, "a number", other)),
         };
         if !number.is_finite() {
             return Err(self.error(key, format!("must be a finite number, found {number}")));
@@ -93,11 +77,7 @@ impl<'a> Params<'a> {
 
     /// An integer.
     pub(crate) fn i64(&self, key: &str) -> Result<Option<i64>> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Integer(i)) => Ok(Some(*i)),
-            Some(other) => Err(self.wrong_type(key, "an integer", other)),
-        }
+        self.read(key, &INTEGER)
     }
 
     /// An integer that must be at least `min`.
@@ -113,11 +93,7 @@ impl<'a> Params<'a> {
 
     /// A boolean.
     pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>> {
-        match self.table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.wrong_type(key, "true or false", other)),
-        }
+        self.read(key, &BOOLEAN)
     }
 
     /// A string.
@@ -125,7 +101,7 @@ impl<'a> Params<'a> {
         match self.table.get(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
-            Some(other) => Err(self.wrong_type(key, "a string", other)),
+            Some(other) => Err(self.wrong(key, STRING.expected, other)),
         }
     }
 
@@ -149,6 +125,20 @@ impl<'a> Params<'a> {
     /// query batch, negative → all pairs at once).
     pub(crate) fn mini_batch_size(&self, key: &str) -> Result<Option<i64>> {
         self.i64(key)
+    }
+}
+
+impl ParamTable for Params<'_> {
+    fn get(&self, key: &str) -> Option<&toml::Value> {
+        self.table.get(key)
+    }
+
+    fn wrong(&self, key: &str, expected: &str, found: &toml::Value) -> Error {
+        Error::invalid(format!(
+            "loss \"{}\": parameter \"{key}\" must be {expected}, found {} {found}",
+            self.loss,
+            found.type_str()
+        ))
     }
 }
 

@@ -2,41 +2,24 @@
 //! read them too) named by a SHA-256 of the model's files and settings, the prompt and the texts
 //! (the `cache_folder` of sentence-transformers' `mine_hard_negatives`, `util/hard_negatives.py`).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
+use crate::fingerprint::ContentDigest;
 use crate::fsutil::write_atomic_with;
 use crate::model::bi_encoder::{BiEncoder, Embeddings};
 
 /// The `.npy` magic and version 1.0.
 const NPY_MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
 
-/// SHA-256 of a file's bytes, streamed.
-fn hash_file(hasher: &mut Sha256, path: &Path) -> Result<()> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| Error::io("cannot read", path, e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buffer[..n]);
-    }
-}
-
 /// A hex digest identifying `model`'s embeddings: its weight and tokenizer bytes, truncation
 /// length and pooling. Reading the weights takes a moment; compute it once per run.
 pub fn model_fingerprint(model: &BiEncoder) -> Result<String> {
-    let mut hasher = Sha256::new();
+    let mut hasher = ContentDigest::new();
     for path in model.weight_files() {
-        hash_file(&mut hasher, path)?;
+        hasher.update_file(path)?;
     }
-    hash_file(&mut hasher, &model.model().files().tokenizer)?;
+    hasher.update_file(&model.model().files().tokenizer)?;
     hasher.update(
         format!(
             "|max_seq_length={}|pooling={:?}|normalized",
@@ -45,7 +28,7 @@ pub fn model_fingerprint(model: &BiEncoder) -> Result<String> {
         )
         .as_bytes(),
     );
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok(hasher.hex())
 }
 
 /// The cache file for `texts` embedded by the model with `fingerprint` after `prompt`:
@@ -57,7 +40,7 @@ pub fn cache_path(
     prompt: Option<&str>,
     texts: &[String],
 ) -> PathBuf {
-    let mut hasher = Sha256::new();
+    let mut hasher = ContentDigest::new();
     hasher.update(fingerprint.as_bytes());
     // Lengths first, so that no two different lists hash the same bytes.
     match prompt {
@@ -73,7 +56,7 @@ pub fn cache_path(
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     }
-    folder.join(format!("{kind}_embeddings_{:x}.npy", hasher.finalize()))
+    folder.join(format!("{kind}_embeddings_{}.npy", hasher.hex()))
 }
 
 /// Write `embeddings` as a little-endian f32 `.npy` array of shape `(rows, dim)`, atomically.

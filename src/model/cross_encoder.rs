@@ -12,7 +12,7 @@ use super::source::ModelFiles;
 use super::weights::{LoadReport, Params};
 use crate::error::{Error, Result};
 use crate::fsutil::{write_atomic, StagedDir};
-use crate::tokenize::{length_sorted_order, EncodedPair, PairTokenizer};
+use crate::tokenize::{in_length_sorted_batches, EncodedPair, PairTokenizer};
 
 /// How scores are squashed after the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,21 +338,12 @@ impl CrossEncoder {
             return Err(Error::invalid("batch size must be at least 1, found 0"));
         }
         let encoded = self.tokenizer.encode_pairs(pairs)?;
-        let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
-        let order = length_sorted_order(&lengths);
-        let mut out = vec![Vec::new(); pairs.len()];
-        for chunk in order.chunks(batch_size) {
-            let batch: Vec<&EncodedPair> = chunk.iter().map(|&i| &encoded[i]).collect();
-            let logits = self
-                .forward_no_graph(&self.batch_tensors(&batch)?)?
+        in_length_sorted_batches(&encoded, batch_size, on_batch, |batch| {
+            Ok(self
+                .forward_no_graph(&self.batch_tensors(batch)?)?
                 .to_device(&Device::Cpu)?
-                .to_vec2::<f32>()?;
-            for (&i, row) in chunk.iter().zip(logits) {
-                out[i] = row;
-            }
-            on_batch(chunk.len());
-        }
-        Ok(out)
+                .to_vec2::<f32>()?)
+        })
     }
 
     /// Scores for pairs (first logit, after `activation`), in input order.

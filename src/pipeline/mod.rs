@@ -272,6 +272,17 @@ impl Producer {
         self.receiver = None;
     }
 
+    /// Stop the thread and wait for it (what dropping the producer does): no batch or held-out
+    /// score is received after this. A panic of the thread is not reported here; `next_batch`
+    /// and `held_out_scores` report it.
+    pub fn stop(&mut self) {
+        // Hang up first so a producer blocked on a full channel wakes up and stops.
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.receiver = None;
+        self.held_out = None;
+        let _ = self.join();
+    }
+
     /// Batches waiting in the channel (for tests and progress display).
     pub fn queued(&self) -> usize {
         self.receiver.as_ref().map_or(0, Receiver::len)
@@ -290,11 +301,7 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        // Hang up first so a producer blocked on a full channel wakes up and stops.
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.receiver = None;
-        self.held_out = None;
-        let _ = self.join();
+        self.stop();
     }
 }
 

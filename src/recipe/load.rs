@@ -16,6 +16,9 @@ use super::schema::{
     TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
     LOSS_KINDS, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY,
 };
+use crate::params::{
+    Kind, BOOLEAN, NON_EMPTY_STRING, NON_NEGATIVE_INTEGER, NUMBER, POSITIVE_INTEGER,
+};
 
 /// Read `text` (the content of the recipe at `path`) with `overrides` applied. `cwd` resolves a
 /// relative `path` and paths given with `--set`. Returns the recipe when there were no problems,
@@ -241,13 +244,20 @@ impl Reader {
         converted
     }
 
-    fn positive_integer(&mut self, section: &mut Section<'_>, name: &'static str) -> Option<usize> {
-        self.read(section, name, "a positive integer", |node| {
-            match node.value {
-                Value::Integer(number) if number > 0 => usize::try_from(number).ok(),
-                _ => None,
-            }
+    /// Read `name` as `kind`, one of the parameter kinds every reader shares.
+    fn read_kind<T>(
+        &mut self,
+        section: &mut Section<'_>,
+        name: &'static str,
+        kind: &Kind<T>,
+    ) -> Option<T> {
+        self.read(section, name, kind.expected, |node| {
+            (kind.read)(&node.value.to_toml())
         })
+    }
+
+    fn positive_integer(&mut self, section: &mut Section<'_>, name: &'static str) -> Option<usize> {
+        self.read_kind(section, name, &POSITIVE_INTEGER)
     }
 
     /// A positive integer no larger than `max`: sizes that set how much memory is taken up
@@ -279,12 +289,7 @@ impl Reader {
         section: &mut Section<'_>,
         name: &'static str,
     ) -> Option<usize> {
-        self.read(section, name, "a non-negative integer", |node| {
-            match node.value {
-                Value::Integer(number) => usize::try_from(number).ok(),
-                _ => None,
-            }
-        })
+        self.read_kind(section, name, &NON_NEGATIVE_INTEGER)
     }
 
     /// A float (integers are accepted) that `valid` accepts; `expected` describes the range.
@@ -296,29 +301,17 @@ impl Reader {
         valid: fn(f64) -> bool,
     ) -> Option<f64> {
         self.read(section, name, expected, |node| {
-            let number = match node.value {
-                Value::Float(number) => number,
-                Value::Integer(number) => number as f64,
-                _ => return None,
-            };
-            (number.is_finite() && valid(number)).then_some(number)
+            (NUMBER.read)(&node.value.to_toml())
+                .filter(|&number| number.is_finite() && valid(number))
         })
     }
 
     fn boolean(&mut self, section: &mut Section<'_>, name: &'static str) -> Option<bool> {
-        self.read(section, name, "true or false", |node| match node.value {
-            Value::Boolean(flag) => Some(flag),
-            _ => None,
-        })
+        self.read_kind(section, name, &BOOLEAN)
     }
 
     fn string(&mut self, section: &mut Section<'_>, name: &'static str) -> Option<String> {
-        self.read(section, name, "a non-empty string", |node| {
-            match &node.value {
-                Value::String(text) if !text.is_empty() => Some(text.clone()),
-                _ => None,
-            }
-        })
+        self.read_kind(section, name, &NON_EMPTY_STRING)
     }
 
     /// A string and where it was written (for paths, which resolve against their origin).

@@ -3,11 +3,9 @@
 //! causal-LM reranker (Qwen2, Qwen3), through [`PairScorer`]; `load_candle_teacher` picks the
 //! model from config.json.
 
-use std::io::Read;
-use std::path::Path;
-
 use super::Teacher;
 use crate::error::{Error, Result};
+use crate::fingerprint::file_hash;
 use crate::model::{PairScorer, ScoreActivation};
 
 /// A cross-encoder teacher.
@@ -16,26 +14,6 @@ pub struct CandleTeacher {
     batch_size: usize,
     activation: ScoreActivation,
     fingerprint: String,
-}
-
-/// FNV-1a 64 over a file's bytes (streamed): cheap, stable, enough to tell weight files apart.
-pub fn file_hash(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| Error::io("cannot read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        for &byte in &buffer[..n] {
-            hash ^= byte as u64;
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    Ok(format!("{hash:016x}"))
 }
 
 impl CandleTeacher {

@@ -337,7 +337,7 @@ impl CausalLmReranker {
         })?;
         let scoring = format!(
             "template={:032x}|format={format:?}|tokens={}/{:?}",
-            twox_hash::XxHash3_128::oneshot(prompter.template_text().as_bytes()),
+            crate::fingerprint::stable_hash(prompter.template_text().as_bytes()),
             score.true_token_id,
             score.false_token_id,
         );

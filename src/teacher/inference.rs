@@ -12,9 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::{LoadOptions, ModelFiles, ScoreActivation};
-use crate::tokenize::{
-    length_sorted_order, model_max_length, EncodedPair, PaddedBatch, PairTokenizer,
-};
+use crate::tokenize::{in_length_sorted_batches, model_max_length, PaddedBatch, PairTokenizer};
 
 /// config.json, parsed.
 pub(crate) fn read_config(path: &Path) -> Result<Value> {
@@ -237,20 +235,11 @@ pub(crate) fn predict_in_batches(
             .with_hint("use the tokenizer that belongs to these weights"));
         }
     }
-    let lengths: Vec<usize> = encoded.iter().map(EncodedPair::len).collect();
-    let order = length_sorted_order(&lengths);
-    let mut out = vec![Vec::new(); pairs.len()];
-    for chunk in order.chunks(batch_size) {
-        let batch: Vec<&EncodedPair> = chunk.iter().map(|&i| &encoded[i]).collect();
-        let padded = tokenizer.pad(&batch);
-        let logits = forward(&padded)?
+    in_length_sorted_batches(&encoded, batch_size, on_batch, |batch| {
+        let padded = tokenizer.pad(batch);
+        Ok(forward(&padded)?
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?
-            .to_vec2::<f32>()?;
-        for (&i, row) in chunk.iter().zip(logits) {
-            out[i] = row;
-        }
-        on_batch(chunk.len());
-    }
-    Ok(out)
+            .to_vec2::<f32>()?)
+    })
 }

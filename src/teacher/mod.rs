@@ -20,16 +20,13 @@ mod modernbert;
 mod onnx;
 pub mod qwen;
 
-pub use self::candle::{file_hash, CandleTeacher};
+pub use self::candle::CandleTeacher;
 pub use causal_lm::{is_causal_lm_reranker, CausalLmReranker, LogitScoreConfig};
 pub use deberta::{DebertaV2Config, DebertaV2CrossEncoder};
 pub use ensemble::Ensemble;
 pub use load::{load_candle_teacher, load_pair_scorer, CANDLE_MODEL_TYPES};
 pub use modernbert::{ModernBertConfig, ModernBertCrossEncoder, ModernBertPooling};
-pub use onnx::{
-    check_signature, find_onnxruntime, init_onnxruntime, OnnxPort, OnnxSignature, OnnxTeacher,
-    ONNXRUNTIME_MIN_VERSION, ONNXRUNTIME_PIP_VERSION, ORT_DYLIB_PATH,
-};
+pub use onnx::{OnnxSignature, OnnxTeacher};
 
 use crate::error::Result;
 

@@ -13,45 +13,10 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 
 use super::optim::AdamW;
-use super::trainer::LogWindow;
+use super::trainer_state::TrainerState;
 use crate::error::{Error, Result};
 use crate::fsutil::{save_safetensors, write_atomic, StagedDir};
 use crate::model::CrossEncoder;
-use crate::pipeline::DataPosition;
-
-/// What the trainer needs besides weights and optimizer to continue.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct TrainerState {
-    /// Optimizer steps done.
-    pub step: usize,
-    /// Data position after the last batch used.
-    pub position: DataPosition,
-    /// Loss sums since the last log row.
-    pub window: LogWindow,
-    /// Learning rate of the last step.
-    pub last_lr: f64,
-    /// Gradient norm of the last step.
-    pub last_grad_norm: f64,
-    /// Held-out agreement before training.
-    pub agreement_before: Option<f64>,
-    /// The student's scores of the held-out pairs before training, kept until the teacher's
-    /// scores of them arrive (at the end of training) to give `agreement_before`.
-    #[serde(default)]
-    pub held_out_before: Option<Vec<f64>>,
-    /// Held-out agreement after training.
-    pub agreement_after: Option<f64>,
-    /// The best value of `metric_for_best_model` so far.
-    pub best_metric: Option<f64>,
-    /// The step it was reached at.
-    pub best_step: Option<usize>,
-    /// Steps skipped for non-finite values (`train.on_nan = "skip"`) so far.
-    #[serde(default)]
-    pub skipped_steps: usize,
-    /// Complete lines of each append-only log (path relative to the run directory) when the
-    /// checkpoint was taken; filled in by [`save`]. `None` in checkpoints of older versions.
-    #[serde(default)]
-    pub logs: Option<BTreeMap<String, usize>>,
-}
 
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";

@@ -28,6 +28,9 @@ use crate::eval::Evaluator;
 use crate::eval::SampleOptions;
 use crate::eval::{BeirFirstStage, BeirOptions, RerankingEvaluator, RerankingOptions};
 use crate::model::LoadOptions;
+use crate::params::{
+    unknown_keys, ParamTable, BOOLEAN, INTEGER, NON_EMPTY_STRING, NUMBER, POSITIVE_INTEGER,
+};
 use crate::recipe::EvalSection;
 use crate::teacher::load_candle_teacher;
 
@@ -175,6 +178,18 @@ struct Params<'a> {
     recipe_path: &'a Path,
 }
 
+impl ParamTable for Params<'_> {
+    fn get(&self, key: &str) -> Option<&toml::Value> {
+        self.section.params.get(key)
+    }
+
+    fn wrong(&self, key: &str, expected: &str, found: &toml::Value) -> Error {
+        self.error(format!(
+            "parameter {key}: expected {expected}, found {found}"
+        ))
+    }
+}
+
 impl Params<'_> {
     fn error(&self, message: impl std::fmt::Display) -> Error {
         Error::input(
@@ -188,13 +203,7 @@ impl Params<'_> {
     }
 
     fn check_known(&self, accepted: &[&str]) -> Result<()> {
-        let unknown: Vec<&str> = self
-            .section
-            .params
-            .keys()
-            .map(String::as_str)
-            .filter(|key| !accepted.contains(key))
-            .collect();
+        let unknown = unknown_keys(&self.section.params, accepted);
         if unknown.is_empty() {
             return Ok(());
         }
@@ -230,58 +239,24 @@ impl Params<'_> {
         base.join(path)
     }
 
-    fn get(&self, key: &str) -> Option<&toml::Value> {
-        self.section.params.get(key)
-    }
-
-    fn wrong(&self, key: &str, expected: &str, found: &toml::Value) -> Error {
-        self.error(format!(
-            "parameter {key}: expected {expected}, found {found}"
-        ))
-    }
-
     fn positive_integer(&self, key: &str, default: usize) -> Result<usize> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(value @ toml::Value::Integer(n)) => usize::try_from(*n)
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| self.wrong(key, "a positive integer", value)),
-            Some(value) => Err(self.wrong(key, "a positive integer", value)),
-        }
+        Ok(self.read(key, &POSITIVE_INTEGER)?.unwrap_or(default))
     }
 
     fn integer(&self, key: &str, default: i64) -> Result<i64> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(toml::Value::Integer(n)) => Ok(*n),
-            Some(value) => Err(self.wrong(key, "an integer", value)),
-        }
+        Ok(self.read(key, &INTEGER)?.unwrap_or(default))
     }
 
     fn number(&self, key: &str, default: f64) -> Result<f64> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(toml::Value::Float(x)) => Ok(*x),
-            Some(toml::Value::Integer(n)) => Ok(*n as f64),
-            Some(value) => Err(self.wrong(key, "a number", value)),
-        }
+        Ok(self.read(key, &NUMBER)?.unwrap_or(default))
     }
 
     fn boolean(&self, key: &str, default: bool) -> Result<bool> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(toml::Value::Boolean(flag)) => Ok(*flag),
-            Some(value) => Err(self.wrong(key, "true or false", value)),
-        }
+        Ok(self.read(key, &BOOLEAN)?.unwrap_or(default))
     }
 
     fn string(&self, key: &str) -> Result<Option<String>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(text)) if !text.is_empty() => Ok(Some(text.clone())),
-            Some(value) => Err(self.wrong(key, "a non-empty string", value)),
-        }
+        self.read(key, &NON_EMPTY_STRING)
     }
 
     fn columns(&self) -> Result<Option<[String; 2]>> {

@@ -1,17 +1,33 @@
 //! The student trainer: the plan built from a recipe, optimizer, schedule, checkpoints and the
 //! training loop.
+//!
+//! From the ground up: [`trainer_state`] (what a run carries and checkpoints), [`checkpoint`],
+//! the [`plan`] (everything a run needs, resolved from the recipe once), the pieces of a step
+//! (`micro_batch`, `nan_policy`) and of what follows it (`metrics_log`, `evaluation`,
+//! `best_model`, `held_out`, `model_card`), and the `trainer` that drives them.
 
+mod best_model;
 pub mod checkpoint;
 pub mod evals;
-mod finish;
+mod evaluation;
+mod held_out;
+mod metrics_log;
+mod micro_batch;
+mod model_card;
+mod nan_policy;
 pub mod optim;
 pub mod plan;
 pub mod preflight;
+mod progress;
 pub mod resume;
+mod run_dir;
 pub mod schedule;
 mod trainer;
+pub mod trainer_state;
 
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
 pub use plan::{Plan, PlannedLoss};
+pub use progress::{Silent, TrainProgress};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{train, LogWindow, Silent, TrainProgress, TrainReport};
+pub use trainer::{train, TrainReport};
+pub use trainer_state::{LogWindow, TrainerState};

@@ -9,8 +9,11 @@ use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::loss::{Loss, LossRegistry};
 use crate::model::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
-use crate::pipeline::ColumnRoles;
-use crate::recipe::{DataSection, LabelSource, Recipe, Scheduler, TeacherActivation, TeacherKind};
+use crate::pipeline::{teacher_call_pairs, ColumnRoles};
+use crate::recipe::{
+    BatchSampler, DataSection, LabelSource, OnNan, Recipe, Scheduler, TeacherActivation,
+    TeacherKind,
+};
 use crate::teacher::{load_candle_teacher, Ensemble, OnnxTeacher, Teacher};
 
 use super::schedule::{Schedule, ScheduleKind};
@@ -45,10 +48,69 @@ pub fn loss_log_keys<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Vec<String
         .collect()
 }
 
-/// Everything a training run needs, validated.
+/// How the producer reads and batches the training data.
+#[derive(Debug, Clone)]
+pub struct Batching {
+    /// Rows per epoch at most (`data.train.max_rows`).
+    pub max_rows: Option<usize>,
+    /// Examples per batch (`train.batch_size`).
+    pub batch_size: usize,
+    /// Shuffle each epoch (`train.shuffle`).
+    pub shuffle: bool,
+    /// No batch holds the same text twice (`train.batch_sampler = "no_duplicates"`).
+    pub no_duplicates: bool,
+    /// Batches the channel holds (`train.channel_capacity`).
+    pub channel_capacity: usize,
+    /// Pairs the producer collects before calling the teacher (see `teacher_call_size`).
+    pub teacher_call_pairs: usize,
+    /// Whether some loss takes its labels from the teacher (else the teacher, if any, only
+    /// scores the held-out pairs).
+    pub teacher_labels: bool,
+}
+
+/// How one optimizer step is taken.
+#[derive(Debug, Clone)]
+pub struct StepSettings {
+    /// Micro-batches per optimizer step (`train.gradient_accumulation`).
+    pub gradient_accumulation: usize,
+    /// AdamW weight decay (`train.weight_decay`).
+    pub weight_decay: f64,
+    /// The gradient norm is clipped to this (`train.max_grad_norm`).
+    pub max_grad_norm: f64,
+    /// What a non-finite teacher score, loss or gradient does (`train.on_nan`).
+    pub on_nan: OnNan,
+}
+
+/// When the trainer writes what it writes along the way (every N steps; 0: never).
+#[derive(Debug, Clone)]
+pub struct Cadence {
+    /// A metrics row (`train.log_every`).
+    pub log_every: usize,
+    /// An evaluation (`train.eval_every`).
+    pub eval_every: usize,
+    /// A checkpoint (`train.save_every`).
+    pub save_every: usize,
+    /// Checkpoints kept, the newest (`train.save_total_limit`; `None`: all).
+    pub save_total_limit: Option<usize>,
+}
+
+/// The best-model policy (`train.metric_for_best_model`).
+#[derive(Debug, Clone)]
+pub struct BestModel {
+    /// The metric, as the recipe names it (as `best_model::best_metric_key` reads it).
+    pub metric: String,
+    /// Save each new best to `best/` and make it the final model (`train.load_best_model_at_end`).
+    pub load_at_end: bool,
+}
+
+/// Everything a training run needs, validated: the trainer reads this, never the recipe.
 pub struct Plan {
-    /// The recipe it came from.
+    /// The recipe it came from, as the model card reports it.
     pub recipe: Recipe,
+    /// The recipe as `recipe.resolved.toml` holds it (a resume is compared with it).
+    pub resolved_recipe: String,
+    /// The run seed (`run.seed`).
+    pub seed: u64,
     /// The device.
     pub device: Device,
     /// The student.
@@ -64,11 +126,23 @@ pub struct Plan {
     pub losses: Vec<PlannedLoss>,
     /// The training data.
     pub train_source: DataSource,
+    /// The training data as messages name it (the resolved path or hub id).
+    pub train_name: String,
     /// Held-out data, if any.
     pub eval_source: Option<DataSource>,
+    /// Held-out rows used at most (`data.eval.max_rows`).
+    pub eval_max_rows: Option<usize>,
     /// Parallel data: the student's column groups and the teacher's columns (`[student]
     /// columns`), as field indices of the train and held-out sources.
     pub columns: Option<ColumnRoles>,
+    /// How the producer batches the training data.
+    pub batching: Batching,
+    /// How an optimizer step is taken.
+    pub step: StepSettings,
+    /// When metrics, evaluations and checkpoints are written.
+    pub cadence: Cadence,
+    /// The best-model policy, when the recipe sets `train.metric_for_best_model`.
+    pub best_model: Option<BestModel>,
     /// Rows per epoch (after `max_rows`).
     pub rows_per_epoch: usize,
     /// Training examples per epoch: rows × student column groups.
@@ -309,10 +383,42 @@ impl Plan {
             )?);
         }
         if let Some(wanted) = &recipe.train.metric_for_best_model {
-            super::preflight::check_best_metric(wanted, &evaluators)?;
+            super::best_model::check_best_metric(wanted, &evaluators)?;
         }
+        let batching = Batching {
+            max_rows: recipe.data.train.max_rows,
+            batch_size: train.batch_size,
+            shuffle: train.shuffle,
+            no_duplicates: train.batch_sampler == BatchSampler::NoDuplicates,
+            channel_capacity: train.channel_capacity,
+            teacher_call_pairs: teacher_call_size(recipe.teachers.iter().map(|t| t.batch_size)),
+            teacher_labels: losses.iter().any(|l| l.labels == LabelSource::Teacher),
+        };
+        let step = StepSettings {
+            gradient_accumulation: train.gradient_accumulation,
+            weight_decay: train.weight_decay,
+            max_grad_norm: train.max_grad_norm,
+            on_nan: train.on_nan,
+        };
+        let cadence = Cadence {
+            log_every: train.log_every,
+            eval_every: train.eval_every,
+            save_every: train.save_every,
+            save_total_limit: train.save_total_limit,
+        };
+        let best_model = train.metric_for_best_model.clone().map(|metric| BestModel {
+            metric,
+            load_at_end: train.load_best_model_at_end,
+        });
         Ok(Self {
-            recipe,
+            resolved_recipe: recipe.to_resolved_toml(),
+            seed: recipe.run.seed,
+            train_name: recipe.data.train.resolved(),
+            eval_max_rows: recipe.data.eval.as_ref().and_then(|e| e.max_rows),
+            batching,
+            step,
+            cadence,
+            best_model,
             device,
             student,
             teacher,
@@ -330,11 +436,31 @@ impl Plan {
             schedule,
             evaluators,
             output_dir,
+            recipe,
         })
     }
+}
+
+/// Pairs the producer collects per teacher call, from the `[[teacher]]` batch sizes: eight
+/// batches of the largest (each member of an ensemble scores the call in batches of its own
+/// size, so each sorts at least eight of them by length); 0 without a teacher.
+fn teacher_call_size(batch_sizes: impl IntoIterator<Item = usize>) -> usize {
+    batch_sizes.into_iter().max().map_or(0, teacher_call_pairs)
 }
 
 /// Put a recipe location in front of an error raised while building a section.
 fn locate(error: Error, recipe: &Recipe, line: Option<usize>, what: &str) -> Error {
     Error::input(&recipe.source.path, line, format!("{what}: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_teacher_call_holds_eight_batches_of_the_largest_teacher() {
+        assert_eq!(teacher_call_size([32]), 256);
+        assert_eq!(teacher_call_size([16, 64, 8]), 512);
+        assert_eq!(teacher_call_size([]), 0);
+    }
 }

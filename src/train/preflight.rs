@@ -2,16 +2,14 @@
 //! data files exist and have the columns the recipe names, local models exist (with their config, weights and tokenizer), the evaluators
 //! can read their data, and `train.metric_for_best_model` names one of their metrics.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::eval::Evaluator;
 use crate::model::{looks_like_hub_id, ModelFiles};
 use crate::recipe::{ModelRef, Problem, Recipe};
 
+use super::best_model::check_best_metric;
 use super::evals::from_section;
-use super::finish::best_metric_key;
 use super::plan::training_sources;
 
 /// Every problem of the files and models `recipe` names; `display_path` is the recipe as the
@@ -69,29 +67,6 @@ pub fn check_inputs(recipe: &Recipe, display_path: &Path) -> Vec<Problem> {
         }
     }
     problems
-}
-
-/// `metric_for_best_model` must name exactly one metric of the evaluators (see
-/// [`best_metric_key`] for the accepted spellings). Evaluators that cannot tell their metrics
-/// before evaluating leave the check to the first evaluation.
-pub fn check_best_metric(wanted: &str, evaluators: &[Box<dyn Evaluator>]) -> Result<()> {
-    if evaluators.is_empty() {
-        return Err(Error::invalid(format!(
-            "train.metric_for_best_model = {wanted:?}, but the recipe has no [[eval]] to measure it"
-        ))
-        .with_hint("add an [[eval]] section, or remove train.metric_for_best_model"));
-    }
-    let mut available = BTreeMap::new();
-    for evaluator in evaluators {
-        let names = evaluator.metric_names();
-        if names.is_empty() {
-            return Ok(());
-        }
-        for metric in names {
-            available.insert(format!("eval/{}/{metric}", evaluator.name()), 0.0);
-        }
-    }
-    best_metric_key(wanted, &available).map(|_| ())
 }
 
 /// A model reference that is not a hub id must be a local model directory: located as loading

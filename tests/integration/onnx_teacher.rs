@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crossdistill::fingerprint::file_hash;
 use crossdistill::model::{CrossEncoder, LoadOptions, ScoreActivation};
-use crossdistill::teacher::{file_hash, CandleTeacher, Ensemble, OnnxTeacher, Teacher};
+use crossdistill::teacher::{CandleTeacher, Ensemble, OnnxTeacher, Teacher};
 
 use crate::common::{crossdistill, expected_rows, fixture, max_abs_diff, stderr};
 

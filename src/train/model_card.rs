@@ -1,87 +1,16 @@
-//! Evaluation during training, the best-model policy, and the model card of a finished run.
-
-use std::collections::BTreeMap;
-use std::path::Path;
+//! The model card of a finished run: what the run knows (recipe, data, losses, teacher,
+//! metrics, evaluation results), gathered into a card input and written to `final/README.md`.
 
 use serde_json::Value;
 
-use super::checkpoint::TrainerState;
 use super::plan::Plan;
+use super::trainer_state::TrainerState;
 use crate::card::{
     dataset_reference, plot_metrics, render, CardInput, DatasetInfo, DatasetRole, EvalResult,
     LossInfo, TeacherInfo,
 };
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-
-/// Run every evaluator; returns `eval/<name>/<metric>` values and the per-evaluator results.
-pub fn evaluate(
-    plan: &Plan,
-    step: usize,
-    output_dir: &Path,
-    progress: &mut dyn super::TrainProgress,
-) -> Result<(BTreeMap<String, f64>, Vec<EvalResult>)> {
-    let mut flat = BTreeMap::new();
-    let mut results = Vec::new();
-    for evaluator in &plan.evaluators {
-        let (name, total) = (evaluator.name(), evaluator.pair_count());
-        let mut done = 0;
-        progress.evaluating(name, done, total);
-        let metrics = evaluator.evaluate_with_progress(&plan.student, &mut |n| {
-            done += n;
-            progress.evaluating(name, done, total);
-        })?;
-        crate::eval::write_csv(
-            &output_dir.join("eval"),
-            evaluator.name(),
-            step as u64,
-            &metrics,
-        )?;
-        for (metric, value) in &metrics {
-            flat.insert(format!("eval/{}/{metric}", evaluator.name()), *value);
-        }
-        results.push(EvalResult {
-            name: evaluator.name().to_string(),
-            description: evaluator.description().to_string(),
-            primary_metric: Some(evaluator.primary_metric().to_string()),
-            config: evaluator.config(),
-            metrics,
-        });
-    }
-    Ok((flat, results))
-}
-
-/// The full `eval/<name>/<metric>` key that `metric_for_best_model` names: accepted as written,
-/// without the `eval/` prefix, or as a bare metric when only one evaluator reports it.
-pub fn best_metric_key(wanted: &str, available: &BTreeMap<String, f64>) -> Result<String> {
-    for candidate in [wanted.to_string(), format!("eval/{wanted}")] {
-        if available.contains_key(&candidate) {
-            return Ok(candidate);
-        }
-    }
-    let matches: Vec<&String> = available
-        .keys()
-        .filter(|k| k.ends_with(&format!("/{wanted}")))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok((*one).clone()),
-        _ => Err(Error::invalid(format!(
-            "train.metric_for_best_model = {wanted:?} matches {} of the evaluation metrics; expected exactly one of {}",
-            matches.len(),
-            available.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-        .with_hint("write it as \"<eval name>/<metric>\", e.g. \"dev/ndcg@10\"")),
-    }
-}
-
-/// Whether `value` beats `best` for metric `key` (losses are minimised, everything else maximised).
-pub fn is_better(key: &str, value: f64, best: Option<f64>) -> bool {
-    match best {
-        None => value.is_finite(),
-        Some(best) if key.contains("loss") => value < best,
-        Some(best) => value > best,
-    }
-}
 
 /// Write `final/README.md` (the model card) and the metrics plot (in `final/` and the run dir).
 pub fn write_card(plan: &Plan, state: &TrainerState, final_results: &[EvalResult]) -> Result<()> {
