@@ -600,3 +600,83 @@ fn the_modernbert_recipe_trains_two_steps_on_the_tiny_fixtures() {
     let scored = std::fs::read_to_string(&output).unwrap();
     assert!(scored.contains("\"score\""), "{scored}");
 }
+
+#[test]
+fn a_modernbert_run_resumed_from_a_checkpoint_equals_the_uninterrupted_one() {
+    // With every ModernBERT dropout on, shuffled data and two epochs: the checkpoint must carry
+    // the weights, AdamW moments, schedule, dropout stream and data position.
+    let dir = tempfile::tempdir().unwrap();
+    let student = dir.path().join("student");
+    std::fs::create_dir(&student).unwrap();
+    for entry in std::fs::read_dir(fixture("tiny-modernbert-mean-ce")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, student.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(student.join("config.json")).unwrap())
+            .unwrap();
+    for key in [
+        "embedding_dropout",
+        "attention_dropout",
+        "mlp_dropout",
+        "classifier_dropout",
+    ] {
+        config[key] = 0.1.into();
+    }
+    std::fs::write(student.join("config.json"), config.to_string()).unwrap();
+    let recipe = format!(
+        r#"version = 1
+[run]
+output_dir = "run"
+seed = 11
+[student]
+model = "{student}"
+max_length = 32
+[data.train]
+path = "{data}"
+columns = ["query", "passage"]
+label = "label"
+[[loss]]
+kind = "mse"
+labels = "data"
+[train]
+epochs = 2
+batch_size = 2
+learning_rate = 1e-3
+log_every = 1
+save_every = 3
+"#,
+        student = student.display(),
+        data = fixture("students/train.jsonl").display(),
+    );
+    let recipe_path = dir.path().join("recipe.toml");
+    std::fs::write(&recipe_path, recipe).unwrap();
+    let recipe_path = recipe_path.to_str().unwrap();
+    let full = crossdistill(&["train", recipe_path]);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let run = dir.path().join("run");
+    let reference =
+        candle_core::safetensors::load(run.join("final/model.safetensors"), &Device::Cpu).unwrap();
+    let losses = logged_losses(&run);
+    assert_eq!(losses.len(), 6);
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "checkpoint-3" && path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+    let resumed = crossdistill(&["train", recipe_path, "--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let after =
+        candle_core::safetensors::load(run.join("final/model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(reference.len(), after.len());
+    for (name, tensor) in &reference {
+        assert_eq!(values(tensor), values(&after[name]), "{name} after resume");
+    }
+    assert_eq!(
+        logged_losses(&run),
+        losses,
+        "the resumed run logs the same losses"
+    );
+}
