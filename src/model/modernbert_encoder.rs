@@ -33,15 +33,17 @@ struct Norm {
     bias: Tensor,
 }
 
-/// A linear layer's weight and optional bias.
+/// A linear layer's weight and bias. Without a bias parameter the bias is a constant zero
+/// vector, so that the layer runs on the fused linear kernel (whose bias gradient is then
+/// discarded) rather than on candle's unfused matmul.
 struct Proj {
     weight: Tensor,
-    bias: Option<Tensor>,
+    bias: Tensor,
 }
 
 impl Proj {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(linear(xs, &self.weight, self.bias.as_ref())?)
+        Ok(linear(xs, &self.weight, Some(&self.bias))?)
     }
 }
 
@@ -108,14 +110,13 @@ impl ModernBertEncoder {
             })
         };
         let proj = |name: &str, bias: bool| -> Result<Proj> {
-            Ok(Proj {
-                weight: get(&format!("{name}.weight"))?,
-                bias: if bias {
-                    Some(get(&format!("{name}.bias"))?)
-                } else {
-                    None
-                },
-            })
+            let weight = get(&format!("{name}.weight"))?;
+            let bias = if bias {
+                get(&format!("{name}.bias"))?
+            } else {
+                Tensor::zeros(weight.dim(0)?, DType::F32, weight.device())?
+            };
+            Ok(Proj { weight, bias })
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for (i, &global) in settings.global_layers.iter().enumerate() {
