@@ -12,6 +12,7 @@ mod cpu_f32;
 mod cross_encoder;
 mod encoder;
 mod fused;
+pub mod geglu;
 mod gelu;
 mod hidden_act;
 mod mode;

@@ -13,13 +13,14 @@
 //!   `classifier_activation` → `head.norm` → dropout (`classifier_dropout`) → `classifier`.
 //!
 //! Every op is differentiable: the fused LayerNorm, linear and attention (with its banded mask)
-//! of [`super::ops`], the fused rotary embedding of [`super::rotary`], and candle ops for the
-//! GeGLU and pooling. Biases and norm biases exist where the config says so.
+//! of [`super::ops`], the fused rotary embedding of [`super::rotary`] and GeGLU of
+//! [`super::geglu`], and candle ops for the pooling. Biases and norm biases exist where the config says so.
 
 use candle_core::{DType, Tensor, D};
 
 use super::batch_tensors::BatchTensors;
 use super::config::EncoderConfig;
+use super::geglu::geglu;
 use super::mode::Mode;
 use super::modernbert_config::{ModernBertPooling, ModernBertSettings};
 use super::ops::{attention, layer_norm, linear};
@@ -158,7 +159,6 @@ impl ModernBertEncoder {
         let settings = settings(config)?;
         let (b_sz, seq_len) = batch.input_ids.dims2()?;
         let h = config.hidden_size;
-        let inter = config.intermediate_size;
         let eps = config.layer_norm_eps;
         let norm = |xs: &Tensor, norm: &Norm| -> Result<Tensor> {
             Ok(layer_norm(xs, &norm.weight, &norm.bias, eps)?)
@@ -206,9 +206,7 @@ impl ModernBertEncoder {
             let attn = mode.dropout(&layer.wo.forward(&context)?, settings.attention_dropout)?;
             xs = (xs + attn)?;
             let wi = layer.wi.forward(&norm(&xs, &layer.mlp_norm)?)?;
-            let input = wi.narrow(D::Minus1, 0, inter)?;
-            let gate = wi.narrow(D::Minus1, inter, inter)?;
-            let glu = settings.hidden_activation.apply(&input)?.mul(&gate)?;
+            let glu = geglu(&wi, settings.hidden_activation)?;
             let glu = mode.dropout(&glu, settings.mlp_dropout)?;
             xs = (xs + layer.mlp_wo.forward(&glu)?)?;
             if let Some(out) = collect.as_deref_mut() {
