@@ -4,6 +4,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::config_value::{get_f64, get_usize, require};
+use super::hidden_act::HiddenAct;
+use super::modernbert_config::ModernBertSettings;
 use crate::error::{Error, Result};
 
 /// Encoder families we can build and train.
@@ -20,6 +23,11 @@ pub enum Architecture {
     /// the two differ; head = `ElectraClassificationHead` (dense + GELU + out_proj on the first
     /// token); no pooler.
     Electra,
+    /// ModernBERT: token embeddings + LayerNorm, pre-norm layers with rotary position
+    /// embeddings, alternating sliding-window and global attention, GeGLU MLPs, a final norm;
+    /// head = pooling (`cls` or `mean`) + dense + activation + norm, then `classifier`. The
+    /// settings beyond the shared fields are [`EncoderConfig::modernbert`].
+    ModernBert,
 }
 
 impl Architecture {
@@ -29,6 +37,7 @@ impl Architecture {
             Architecture::Bert => "bert",
             Architecture::XlmRoberta => "roberta",
             Architecture::Electra => "electra",
+            Architecture::ModernBert => "model",
         }
     }
 
@@ -39,19 +48,9 @@ impl Architecture {
             (Architecture::XlmRoberta, "roberta") => "RobertaForSequenceClassification".into(),
             (Architecture::XlmRoberta, _) => "XLMRobertaForSequenceClassification".into(),
             (Architecture::Electra, _) => "ElectraForSequenceClassification".into(),
+            (Architecture::ModernBert, _) => "ModernBertForSequenceClassification".into(),
         }
     }
-}
-
-/// The feed-forward activation (`hidden_act`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HiddenAct {
-    /// Exact GELU, `0.5 x (1 + erf(x / √2))` (`gelu`).
-    GeluErf,
-    /// Tanh-approximated GELU (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
-    /// ReLU.
-    Relu,
 }
 
 /// An encoder configuration read from `config.json`.
@@ -97,30 +96,11 @@ pub struct EncoderConfig {
     pub num_labels: usize,
     /// `sentence_transformers.activation_fn` (torch full name), when the config names one.
     pub activation_fn: Option<String>,
+    /// ModernBERT's attention pattern, rotary thetas, biases, pooling and dropouts (`Some`
+    /// exactly for [`Architecture::ModernBert`]).
+    pub modernbert: Option<ModernBertSettings>,
     /// The whole config.json, kept so that saving preserves every key we do not interpret.
     pub raw: Value,
-}
-
-fn get_usize(raw: &Value, key: &str, path: &Path) -> Result<Option<usize>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-            Error::input(
-                path,
-                None,
-                format!("`{key}` must be a non-negative integer, found {v}"),
-            )
-        }),
-    }
-}
-
-fn get_f64(raw: &Value, key: &str, path: &Path) -> Result<Option<f64>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-            Error::input(path, None, format!("`{key}` must be a number, found {v}"))
-        }),
-    }
 }
 
 /// `layer_norm_eps` (default 1e-12): LayerNorm divides by `sqrt(variance + eps)`, so a
@@ -137,16 +117,6 @@ fn positive_eps(value: Option<f64>, path: &Path) -> Result<f64> {
         )
         .with_hint("use the value of the model this config came from (BERT: 1e-12, XLM-R: 1e-5)")),
     }
-}
-
-fn require(value: Option<usize>, key: &str, path: &Path) -> Result<usize> {
-    value.filter(|v| *v > 0).ok_or_else(|| {
-        Error::input(
-            path,
-            None,
-            format!("`{key}` is missing or 0; an encoder config needs it"),
-        )
-    })
 }
 
 impl EncoderConfig {
@@ -169,6 +139,7 @@ impl EncoderConfig {
             "bert" => Architecture::Bert,
             "xlm-roberta" | "roberta" => Architecture::XlmRoberta,
             "electra" => Architecture::Electra,
+            "modernbert" => Architecture::ModernBert,
             other => {
                 let found = if other.is_empty() {
                     "none".to_string()
@@ -178,23 +149,29 @@ impl EncoderConfig {
                 return Err(Error::input(
                     path,
                     None,
-                    format!("unsupported model_type {found}; crossdistill trains bert (incl. MiniLM, multilingual-e5), xlm-roberta, roberta and electra encoders"),
+                    format!("unsupported model_type {found}; crossdistill trains bert (incl. MiniLM, multilingual-e5), xlm-roberta, roberta, electra and modernbert encoders"),
                 )
-                .with_hint("pick a BERT, XLM-RoBERTa or ELECTRA checkpoint"));
+                .with_hint("pick a BERT, XLM-RoBERTa, ELECTRA or ModernBERT checkpoint"));
             }
         };
-        let hidden_act = match raw.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
-            "gelu" => HiddenAct::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => HiddenAct::GeluTanh,
-            "relu" => HiddenAct::Relu,
-            other => {
-                return Err(Error::input(
-                    path,
-                    None,
-                    format!("unsupported hidden_act `{other}`; expected gelu, gelu_new, gelu_pytorch_tanh or relu"),
-                ))
-            }
+        let modern = architecture == Architecture::ModernBert;
+        // ModernBERT names the MLP activation `hidden_activation`.
+        let act_key = if modern {
+            "hidden_activation"
+        } else {
+            "hidden_act"
         };
+        let act_name = raw.get(act_key).and_then(Value::as_str).unwrap_or("gelu");
+        let hidden_act = HiddenAct::from_name(act_name).ok_or_else(|| {
+            Error::input(
+                path,
+                None,
+                format!(
+                    "unsupported {act_key} `{act_name}`; expected {}",
+                    HiddenAct::NAMES
+                ),
+            )
+        })?;
         let hidden_size = require(get_usize(&raw, "hidden_size", path)?, "hidden_size", path)?;
         let num_attention_heads = require(
             get_usize(&raw, "num_attention_heads", path)?,
@@ -226,13 +203,50 @@ impl EncoderConfig {
         let default_pad = match architecture {
             Architecture::Bert | Architecture::Electra => 0,
             Architecture::XlmRoberta => 1,
+            // transformers' ModernBertConfig default (answerdotai/ModernBERT-base's [PAD]).
+            Architecture::ModernBert => 50283,
         };
         let embedding_size = match architecture {
             Architecture::Electra => get_usize(&raw, "embedding_size", path)?
                 .map(|n| require(Some(n), "embedding_size", path))
                 .transpose()?
                 .unwrap_or(hidden_size),
-            Architecture::Bert | Architecture::XlmRoberta => hidden_size,
+            Architecture::Bert | Architecture::XlmRoberta | Architecture::ModernBert => hidden_size,
+        };
+        let num_hidden_layers = require(
+            get_usize(&raw, "num_hidden_layers", path)?,
+            "num_hidden_layers",
+            path,
+        )?;
+        // ModernBERT's config defaults the position table to 8192 and has no token types.
+        let max_position_embeddings = match get_usize(&raw, "max_position_embeddings", path)? {
+            None if modern => 8192,
+            found => require(found, "max_position_embeddings", path)?,
+        };
+        let modernbert = if modern {
+            Some(ModernBertSettings::from_value(
+                &raw,
+                path,
+                num_hidden_layers,
+                max_position_embeddings,
+            )?)
+        } else {
+            None
+        };
+        let (hidden_dropout_prob, attention_probs_dropout_prob, classifier_dropout) =
+            match &modernbert {
+                Some(m) => (m.mlp_dropout, m.attention_dropout, m.classifier_dropout),
+                None => (
+                    hidden_dropout_prob,
+                    get_f64(&raw, "attention_probs_dropout_prob", path)?.unwrap_or(0.1),
+                    get_f64(&raw, "classifier_dropout", path)?.unwrap_or(hidden_dropout_prob),
+                ),
+            };
+        let layer_norm_eps = if modern {
+            let eps = get_f64(&raw, "norm_eps", path)?.or(get_f64(&raw, "layer_norm_eps", path)?);
+            positive_eps(Some(eps.unwrap_or(1e-5)), path)?
+        } else {
+            positive_eps(get_f64(&raw, "layer_norm_eps", path)?, path)?
         };
         Ok(Self {
             architecture,
@@ -240,11 +254,7 @@ impl EncoderConfig {
             vocab_size: require(get_usize(&raw, "vocab_size", path)?, "vocab_size", path)?,
             hidden_size,
             embedding_size,
-            num_hidden_layers: require(
-                get_usize(&raw, "num_hidden_layers", path)?,
-                "num_hidden_layers",
-                path,
-            )?,
+            num_hidden_layers,
             num_attention_heads,
             intermediate_size: require(
                 get_usize(&raw, "intermediate_size", path)?,
@@ -253,25 +263,36 @@ impl EncoderConfig {
             )?,
             hidden_act,
             hidden_dropout_prob,
-            attention_probs_dropout_prob: get_f64(&raw, "attention_probs_dropout_prob", path)?
-                .unwrap_or(0.1),
-            classifier_dropout: get_f64(&raw, "classifier_dropout", path)?
-                .unwrap_or(hidden_dropout_prob),
-            max_position_embeddings: require(
-                get_usize(&raw, "max_position_embeddings", path)?,
-                "max_position_embeddings",
-                path,
-            )?,
-            type_vocab_size: get_usize(&raw, "type_vocab_size", path)?
-                .unwrap_or(2)
-                .max(1),
-            layer_norm_eps: positive_eps(get_f64(&raw, "layer_norm_eps", path)?, path)?,
+            attention_probs_dropout_prob,
+            classifier_dropout,
+            max_position_embeddings,
+            type_vocab_size: if modern {
+                1
+            } else {
+                get_usize(&raw, "type_vocab_size", path)?
+                    .unwrap_or(2)
+                    .max(1)
+            },
+            layer_norm_eps,
             pad_token_id: get_usize(&raw, "pad_token_id", path)?.unwrap_or(default_pad) as u32,
             initializer_range: get_f64(&raw, "initializer_range", path)?.unwrap_or(0.02),
             num_labels,
             activation_fn,
+            modernbert,
             raw,
         })
+    }
+
+    /// Keep only encoder layers `layers`, in this order (a layer-pruned student); the caller
+    /// has checked that each exists.
+    pub fn keep_layers(&mut self, layers: &[usize]) {
+        self.num_hidden_layers = layers.len();
+        if let Some(settings) = &mut self.modernbert {
+            settings.global_layers = layers
+                .iter()
+                .map(|&l| settings.global_layers.get(l).copied().unwrap_or(true))
+                .collect();
+        }
     }
 
     /// Width of one attention head.
@@ -282,7 +303,9 @@ impl EncoderConfig {
     /// The longest input the position table allows (XLM-R reserves `pad_token_id + 1` rows).
     pub fn max_input_length(&self) -> usize {
         match self.architecture {
-            Architecture::Bert | Architecture::Electra => self.max_position_embeddings,
+            Architecture::Bert | Architecture::Electra | Architecture::ModernBert => {
+                self.max_position_embeddings
+            }
             Architecture::XlmRoberta => self
                 .max_position_embeddings
                 .saturating_sub(self.pad_token_id as usize + 1),
@@ -322,6 +345,9 @@ impl EncoderConfig {
             Value::from(self.num_hidden_layers),
         );
         object.insert("pad_token_id".into(), Value::from(self.pad_token_id));
+        if let Some(settings) = &self.modernbert {
+            settings.write_into(object);
+        }
         object.insert("dtype".into(), Value::from("float32"));
         object.remove("torch_dtype");
         let mut st = serde_json::Map::new();

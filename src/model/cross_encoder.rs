@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 
+use super::batch_tensors::BatchTensors;
 use super::config::EncoderConfig;
-use super::encoder::{BatchTensors, Encoder, Mode};
+use super::encoder::Encoder;
+use super::mode::Mode;
 use super::ops::Dropout;
 use super::source::ModelFiles;
 use super::weights::{LoadReport, Params};
@@ -143,7 +145,7 @@ impl CrossEncoder {
         let mut config = EncoderConfig::from_file(&files.config)?;
         if let Some(layers) = &options.layers {
             validate_layers(layers, config.num_hidden_layers, &files.name)?;
-            config.num_hidden_layers = layers.len();
+            config.keep_layers(layers);
         }
         let mut head_changed = false;
         if let Some(n) = options.num_labels {
@@ -274,7 +276,7 @@ impl CrossEncoder {
         let hidden = self
             .encoder
             .hidden_states(&self.config, batch, mode, None)?;
-        self.encoder.head(&self.config, &hidden, mode)
+        self.encoder.head(&self.config, &hidden, batch, mode)
     }
 
     /// Logits `(B, num_labels)` for a batch without dropout and without recording the backprop
@@ -285,7 +287,8 @@ impl CrossEncoder {
         let hidden = self
             .inference
             .hidden_states(&self.config, batch, &mut Mode::Eval, None)?;
-        self.inference.head(&self.config, &hidden, &mut Mode::Eval)
+        self.inference
+            .head(&self.config, &hidden, batch, &mut Mode::Eval)
     }
 
     /// Logits for encoded pairs, with dropout when `dropout` is given; differentiable.

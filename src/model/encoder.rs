@@ -1,97 +1,20 @@
 //! The trainable transformer encoder and its sequence-classification heads.
 //!
-//! Post-LN BERT/XLM-R blocks written with differentiable candle ops plus the fused ops of
-//! [`super::ops`], so every parameter receives a gradient. Dropout is active in training (masks
-//! from a seedable [`Dropout`] stream) and off in inference.
+//! Post-LN BERT/XLM-R/ELECTRA blocks written with differentiable candle ops plus the fused ops
+//! of [`super::ops`], so every parameter receives a gradient; ModernBERT's pre-norm blocks are
+//! [`super::modernbert_encoder`]. Dropout is active in training (masks from a seedable
+//! [`super::ops::Dropout`] stream) and off in inference.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Tensor, D};
 
-use super::config::{Architecture, EncoderConfig, HiddenAct};
-use super::ops::{attention, dense, layer_norm, linear, DenseActivation, Dropout};
+use super::batch_tensors::BatchTensors;
+use super::config::{Architecture, EncoderConfig};
+use super::hidden_act::HiddenAct;
+use super::mode::Mode;
+use super::modernbert_encoder::ModernBertEncoder;
+use super::ops::{attention, dense, layer_norm, linear, DenseActivation};
 use super::weights::Params;
-use crate::error::Result;
-use crate::tokenize::PaddedBatch;
-
-/// Inference or training (with a dropout stream).
-#[derive(Debug)]
-pub enum Mode<'a> {
-    /// No dropout.
-    Eval,
-    /// Dropout from this stream.
-    Train(&'a mut Dropout),
-}
-
-impl Mode<'_> {
-    fn dropout(&mut self, xs: &Tensor, p: f64) -> Result<Tensor> {
-        match self {
-            Mode::Eval => Ok(xs.clone()),
-            Mode::Train(stream) => Ok(stream.apply(xs, p)?),
-        }
-    }
-
-    /// Dropout multipliers for `n` elements (none in eval mode or for `p <= 0`).
-    fn mask(&mut self, n: usize, p: f64) -> Option<Vec<f32>> {
-        match self {
-            Mode::Eval => None,
-            Mode::Train(stream) => stream.mask(n, p),
-        }
-    }
-}
-
-/// A padded batch as device tensors.
-#[derive(Debug, Clone)]
-pub struct BatchTensors {
-    /// `(B, L)` u32 token ids.
-    pub input_ids: Tensor,
-    /// `(B, L)` u32 segment ids.
-    pub type_ids: Tensor,
-    /// `(B, L)` u32 position ids.
-    pub position_ids: Tensor,
-    /// `(B, L)` f32, 1 on real tokens.
-    pub attention_mask: Tensor,
-}
-
-impl BatchTensors {
-    /// Build the tensors for `batch` as `config`'s architecture expects them.
-    pub fn new(batch: &PaddedBatch, config: &EncoderConfig, device: &Device) -> Result<Self> {
-        let shape = (batch.batch_size, batch.seq_len);
-        let pad = config.pad_token_id;
-        let positions: Vec<u32> = match config.architecture {
-            Architecture::Bert | Architecture::Electra => (0..batch.batch_size)
-                .flat_map(|_| 0..batch.seq_len as u32)
-                .collect(),
-            // transformers' create_position_ids_from_input_ids: cumsum(ids != pad) * (ids != pad) + pad
-            Architecture::XlmRoberta => batch
-                .input_ids
-                .chunks(batch.seq_len.max(1))
-                .flat_map(|row| {
-                    let mut count = 0u32;
-                    row.iter()
-                        .map(|&id| {
-                            if id != pad {
-                                count += 1;
-                                count + pad
-                            } else {
-                                pad
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
-        };
-        let type_ids: Vec<u32> = if config.type_vocab_size > 1 {
-            batch.type_ids.clone()
-        } else {
-            vec![0; batch.type_ids.len()]
-        };
-        Ok(Self {
-            input_ids: Tensor::from_vec(batch.input_ids.clone(), shape, device)?,
-            type_ids: Tensor::from_vec(type_ids, shape, device)?,
-            position_ids: Tensor::from_vec(positions, shape, device)?,
-            attention_mask: Tensor::from_vec(batch.attention_mask.clone(), shape, device)?,
-        })
-    }
-}
+use crate::error::{Error, Result};
 
 struct Layer {
     qkv: [(Tensor, Tensor); 3],
@@ -127,7 +50,67 @@ enum Head {
 /// dropped). Bound without, they are detached views of the same storage: the same numbers
 /// (optimizer steps included, since `Var::set` writes in place), no graph, and each
 /// intermediate freed as soon as the next op has consumed it.
-pub(crate) struct Encoder {
+pub(crate) enum Encoder {
+    /// BERT, XLM-RoBERTa, ELECTRA: post-LN blocks.
+    Bert(BertEncoder),
+    /// ModernBERT: pre-norm blocks with rotary embeddings and sliding-window layers.
+    ModernBert(ModernBertEncoder),
+}
+
+impl Encoder {
+    pub(crate) fn bind(
+        config: &EncoderConfig,
+        params: &Params,
+        record_graph: bool,
+    ) -> Result<Self> {
+        Ok(match config.architecture {
+            Architecture::ModernBert => {
+                Encoder::ModernBert(ModernBertEncoder::bind(config, params, record_graph)?)
+            }
+            _ => Encoder::Bert(BertEncoder::bind(config, params, record_graph)?),
+        })
+    }
+
+    /// The last hidden states `(B, L, H)` (ModernBERT: after the final norm); with `collect`,
+    /// also the output of the embeddings and of every layer (ModernBERT: then the final norm's).
+    pub(crate) fn hidden_states(
+        &self,
+        config: &EncoderConfig,
+        batch: &BatchTensors,
+        mode: &mut Mode,
+        collect: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        match self {
+            Encoder::Bert(encoder) => encoder.hidden_states(config, batch, mode, collect),
+            Encoder::ModernBert(encoder) => encoder.hidden_states(config, batch, mode, collect),
+        }
+    }
+
+    /// Logits `(B, num_labels)` from the last hidden states through the head.
+    pub(crate) fn head(
+        &self,
+        config: &EncoderConfig,
+        hidden: &Tensor,
+        batch: &BatchTensors,
+        mode: &mut Mode,
+    ) -> Result<Tensor> {
+        match self {
+            Encoder::Bert(encoder) => encoder.head(config, hidden, mode),
+            Encoder::ModernBert(encoder) => encoder.head(config, hidden, batch, mode),
+        }
+    }
+
+    /// Mean of hidden states over real tokens `(B, H)` (bi-encoder pooling).
+    pub(crate) fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+        Ok(summed.broadcast_div(&counts)?)
+    }
+}
+
+/// The BERT-family encoder and head.
+pub(crate) struct BertEncoder {
     word: Tensor,
     position: Tensor,
     token_type: Tensor,
@@ -138,12 +121,8 @@ pub(crate) struct Encoder {
     head: Head,
 }
 
-impl Encoder {
-    pub(crate) fn bind(
-        config: &EncoderConfig,
-        params: &Params,
-        record_graph: bool,
-    ) -> Result<Self> {
+impl BertEncoder {
+    fn bind(config: &EncoderConfig, params: &Params, record_graph: bool) -> Result<Self> {
         let p = config.architecture.prefix();
         let get = |name: &str| -> Result<Tensor> {
             let tensor = params.get(name)?;
@@ -188,6 +167,11 @@ impl Encoder {
                 dense: pair("classifier.dense")?,
                 out_proj: pair("classifier.out_proj")?,
             },
+            Architecture::ModernBert => {
+                return Err(Error::invalid(
+                    "a ModernBERT config reached the BERT-family encoder; it binds as Encoder::ModernBert",
+                ))
+            }
         };
         let emb_project = if config.embedding_size != config.hidden_size {
             Some(pair(&format!("{p}.embeddings_project"))?)
@@ -207,7 +191,7 @@ impl Encoder {
 
     /// Hidden states `(B, L, H)`; with `collect`, also the output of the embeddings and of
     /// every layer.
-    pub(crate) fn hidden_states(
+    fn hidden_states(
         &self,
         config: &EncoderConfig,
         batch: &BatchTensors,
@@ -258,6 +242,7 @@ impl Encoder {
                 &batch.attention_mask,
                 heads,
                 scale,
+                None,
                 probs_dropout,
             )?;
             let attn = dense(
@@ -284,8 +269,8 @@ impl Encoder {
                 HiddenAct::GeluTanh => {
                     linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?.gelu()?
                 }
-                HiddenAct::Relu => {
-                    linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?.relu()?
+                act @ (HiddenAct::Relu | HiddenAct::Silu) => {
+                    act.apply(&linear(&xs_attn, &layer.inter.0, Some(&layer.inter.1))?)?
                 }
             };
             let out = dense(
@@ -309,12 +294,7 @@ impl Encoder {
     }
 
     /// Logits `(B, num_labels)` from hidden states, through the head on the first token.
-    pub(crate) fn head(
-        &self,
-        config: &EncoderConfig,
-        hidden: &Tensor,
-        mode: &mut Mode,
-    ) -> Result<Tensor> {
+    fn head(&self, config: &EncoderConfig, hidden: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         match &self.head {
             Head::Bert { pooler, classifier } => {
@@ -335,13 +315,5 @@ impl Encoder {
                 Ok(linear(&xs, &out_proj.0, Some(&out_proj.1))?)
             }
         }
-    }
-
-    /// Mean of hidden states over real tokens `(B, H)` (bi-encoder pooling).
-    pub(crate) fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-        Ok(summed.broadcast_div(&counts)?)
     }
 }

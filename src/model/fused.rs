@@ -384,6 +384,9 @@ struct AttentionOp {
     scale: f32,
     /// `(B, L)`: 1 on keys that may be attended.
     key_mask: Vec<f32>,
+    /// When set, query `i` attends only to keys `j` with `|i − j| <= window` (ModernBERT's
+    /// sliding-window layers).
+    window: Option<usize>,
     /// `(B, heads, L, L)` dropout multipliers on the probabilities.
     dropout: Option<Vec<f32>>,
     keep: bool,
@@ -454,25 +457,31 @@ impl AttentionOp {
         Ok(geometry)
     }
 
-    /// Scaled, masked softmax of the `(L, L)` scores in `probs`, in place.
+    /// Scaled, masked softmax of the `(L, L)` scores in `probs`, in place: keys masked out by
+    /// `key_mask` or lying outside the window get probability 0.
     fn softmax(&self, probs: &mut [f32], key_mask: &[f32]) {
         let keys = key_mask.len();
-        for row in probs.chunks_mut(keys) {
+        for (i, row) in probs.chunks_mut(keys).enumerate() {
+            let (first, last) = match self.window {
+                Some(w) => (i.saturating_sub(w), (i + w + 1).min(keys)),
+                None => (0, keys),
+            };
+            let attended = |j: usize| key_mask[j] > 0.0 && j >= first && j < last;
             let mut max = f32::NEG_INFINITY;
-            for j in 0..keys {
-                row[j] *= self.scale;
-                if key_mask[j] > 0.0 && row[j] > max {
-                    max = row[j];
+            for (j, score) in row.iter_mut().enumerate() {
+                *score *= self.scale;
+                if attended(j) && *score > max {
+                    max = *score;
                 }
             }
             let mut sum = 0f32;
-            for j in 0..keys {
-                let e = if key_mask[j] > 0.0 {
-                    (row[j] - max).exp()
+            for (j, score) in row.iter_mut().enumerate() {
+                let e = if attended(j) {
+                    (*score - max).exp()
                 } else {
                     0.0
                 };
-                row[j] = e;
+                *score = e;
                 sum += e;
             }
             if sum > 0.0 {
@@ -693,7 +702,9 @@ impl CustomOp3 for AttentionOp {
 /// Multi-head attention context `(B, L, H)` from the projections `query`, `key`, `value`
 /// (each `(B, L, H)`, heads of `H / heads` consecutive columns): per head,
 /// `softmax(scale · Q Kᵀ)` over the keys with `key_mask[b, k] > 0` (`(B, L)` values), times
-/// `dropout` (`(B, heads, L, L)` multipliers) when given, times `V`. f32 CPU tensors.
+/// `dropout` (`(B, heads, L, L)` multipliers) when given, times `V`; with `window`, query `i`
+/// sees only keys `j` with `|i − j| <= window`. f32 CPU tensors.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_fused(
     query: &Tensor,
     key: &Tensor,
@@ -701,6 +712,7 @@ pub fn attention_fused(
     key_mask: &Tensor,
     heads: usize,
     scale: f64,
+    window: Option<usize>,
     dropout: Option<Vec<f32>>,
 ) -> CResult<Tensor> {
     let keep = query.track_op() || key.track_op() || value.track_op();
@@ -708,6 +720,7 @@ pub fn attention_fused(
         heads,
         scale: scale as f32,
         key_mask: key_mask.flatten_all()?.to_vec1::<f32>()?,
+        window,
         dropout,
         keep,
         probs: Mutex::new(None),

@@ -4,27 +4,41 @@
 //! crossdistill owns its encoder: [`ops`] has the fused LayerNorm and masked softmax with
 //! analytic backward passes, [`CrossEncoder`] the model.
 
+mod batch_tensors;
 pub mod bi_encoder;
 mod config;
+mod config_value;
 mod cpu_f32;
 mod cross_encoder;
 mod encoder;
 mod fused;
+pub mod geglu;
 mod gelu;
+mod hidden_act;
+mod mode;
+mod modernbert_config;
+mod modernbert_encoder;
+mod modernbert_layout;
 pub mod ops;
 mod pair_scorer;
+mod param_spec;
+pub mod rotary;
 mod source;
 pub mod trim;
 mod weights;
 
-pub use config::{Architecture, EncoderConfig, HiddenAct};
+pub use batch_tensors::BatchTensors;
+pub use config::{Architecture, EncoderConfig};
 pub use cross_encoder::{parse_device, CrossEncoder, LoadOptions, ScoreActivation};
-pub use encoder::{BatchTensors, Mode};
+pub use hidden_act::HiddenAct;
+pub use mode::Mode;
+pub use modernbert_config::{ModernBertPooling, ModernBertSettings};
 pub use ops::Dropout;
 pub use pair_scorer::PairScorer;
+pub use param_spec::{ParamKind, ParamSpec};
 pub use source::{looks_like_hub_id, model_reference, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,
     TRIM_MARKER,
 };
-pub use weights::{param_specs, LoadReport, ParamKind, ParamSpec, Params};
+pub use weights::{param_specs, LoadReport, Params};

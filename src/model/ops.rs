@@ -487,7 +487,10 @@ fn apply_mask(xs: &Tensor, mask: Option<Vec<f32>>) -> CResult<Tensor> {
 /// (each `(B, L, H)`; head `h` is columns `h·d..(h+1)·d` with `d = H / heads`): per head
 /// `softmax(scale · Q Kᵀ)` over the keys with `key_mask[b, k] > 0` (`key_mask` f32 `(B, L)`),
 /// times `dropout` (`(B, heads, L, L)` multipliers from [`Dropout::mask`]) when given, times
-/// `V`. One fused op on CPU (heads in parallel, no head-split copies).
+/// `V`. With `window`, query `i` attends only to keys `j` with `|i − j| <= window` (a banded
+/// mask: ModernBERT's sliding-window layers). One fused op on CPU (heads in parallel, no
+/// head-split copies).
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     query: &Tensor,
     key: &Tensor,
@@ -495,10 +498,11 @@ pub fn attention(
     key_mask: &Tensor,
     heads: usize,
     scale: f64,
+    window: Option<usize>,
     dropout: Option<Vec<f32>>,
 ) -> CResult<Tensor> {
     if is_cpu_f32(query) {
-        return attention_fused(query, key, value, key_mask, heads, scale, dropout);
+        return attention_fused(query, key, value, key_mask, heads, scale, window, dropout);
     }
     let (b_sz, seq_len, hidden) = query.dims3()?;
     let head_dim = hidden / heads.max(1);
@@ -507,12 +511,23 @@ pub fn attention(
             .transpose(1, 2)?
             .contiguous()
     };
-    let scores = (split(query)?.matmul(&split(key)?.t()?)? * scale)?;
+    let mut scores = (split(query)?.matmul(&split(key)?.t()?)? * scale)?;
+    if let Some(window) = window {
+        scores = scores.broadcast_add(&band_bias(seq_len, window, query.device())?)?;
+    }
     let probs = apply_mask(&masked_softmax(&scores, key_mask)?, dropout)?;
     probs
         .matmul(&split(value)?)?
         .transpose(1, 2)?
         .reshape((b_sz, seq_len, hidden))
+}
+
+/// `(L, L)` additive bias: 0 where `|i − j| <= window`, a large negative number elsewhere.
+fn band_bias(seq_len: usize, window: usize, device: &candle_core::Device) -> CResult<Tensor> {
+    let values: Vec<f32> = (0..seq_len)
+        .flat_map(|i| (0..seq_len).map(move |j| if i.abs_diff(j) <= window { 0.0 } else { -1e30 }))
+        .collect();
+    Tensor::from_vec(values, (seq_len, seq_len), device)
 }
 
 /// A seedable stream of dropout masks.
@@ -848,18 +863,26 @@ mod tests {
         let values: Vec<Vec<f32>> = (0..3).map(|i| sample(n, 40 + i)).collect();
         let [q, k, v] =
             [0, 1, 2].map(|i| Tensor::from_vec(values[i].clone(), shape, &dev).unwrap());
-        // Batch 0 attends to all keys, batch 1 only to the first two.
+        // Batch 0 attends to all keys, batch 1 only to the first three (so that with a window
+        // of one key either side every query still sees a key).
         let key_mask = Tensor::from_vec(
-            vec![1f32, 1., 1., 1., 1., 1., 0., 0.],
+            vec![1f32, 1., 1., 1., 1., 1., 1., 0.],
             (batch, seq_len),
             &dev,
         )
         .unwrap();
         let mask = Dropout::new(2).mask(batch * heads * seq_len * seq_len, 0.25);
         let scale = 1.0 / (head_dim as f64).sqrt();
-        for dropout in [None, mask] {
+        // Global attention and a band of one key either side (ModernBERT's sliding window).
+        let cases = [
+            (None, None),
+            (None, mask.clone()),
+            (Some(1), None),
+            (Some(1), mask),
+        ];
+        for (window, dropout) in cases {
             let run = |q: &Tensor, k: &Tensor, v: &Tensor| {
-                attention(q, k, v, &key_mask, heads, scale, dropout.clone())
+                attention(q, k, v, &key_mask, heads, scale, window, dropout.clone())
             };
             let fused = run(&q, &k, &v).unwrap();
             // The composed path: head split, matmuls, masked softmax, dropout, merge.
@@ -871,7 +894,12 @@ mod tests {
                     .contiguous()
                     .unwrap()
             };
-            let scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * scale).unwrap();
+            let mut scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * scale).unwrap();
+            if let Some(window) = window {
+                scores = scores
+                    .broadcast_add(&band_bias(seq_len, window, &dev).unwrap())
+                    .unwrap();
+            }
             let probs = masked_softmax_composed(&scores, &key_mask).unwrap();
             let probs = apply_mask(&probs, dropout.clone()).unwrap();
             let composed = probs

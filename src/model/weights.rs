@@ -10,45 +10,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use super::config::{Architecture, EncoderConfig};
+use super::modernbert_layout::modernbert_param_specs;
+use super::param_spec::{ParamKind, ParamSpec};
 use crate::error::{Error, Result};
-
-/// What a parameter is, which decides its fresh initialisation and its weight decay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamKind {
-    /// A dense weight matrix `(out, in)`: normal(0, initializer_range); decayed.
-    Linear,
-    /// An embedding table: normal(0, initializer_range), padding row zero; decayed.
-    Embedding,
-    /// A bias vector: zeros; not decayed.
-    Bias,
-    /// LayerNorm gamma: ones; not decayed.
-    NormWeight,
-    /// LayerNorm beta: zeros; not decayed.
-    NormBias,
-}
-
-impl ParamKind {
-    /// Whether AdamW applies weight decay (transformers' convention: not to biases and LayerNorm).
-    pub fn decays(self) -> bool {
-        matches!(self, ParamKind::Linear | ParamKind::Embedding)
-    }
-}
-
-/// One expected parameter: its transformers name, shape and kind.
-#[derive(Debug, Clone)]
-pub struct ParamSpec {
-    /// Full transformers name, e.g. `bert.encoder.layer.0.attention.self.query.weight`.
-    pub name: String,
-    /// Shape.
-    pub shape: Vec<usize>,
-    /// Kind.
-    pub kind: ParamKind,
-    /// Part of the classification head (a base encoder may lack it).
-    pub head: bool,
-}
 
 /// Every parameter a `*ForSequenceClassification` model of `config` has, in a stable order.
 pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
+    if let Some(settings) = &config.modernbert {
+        return modernbert_param_specs(config, settings);
+    }
     let p = config.architecture.prefix();
     let h = config.hidden_size;
     // Embedding tables and their LayerNorm have ELECTRA's `embedding_size` (= h elsewhere).
@@ -60,6 +30,8 @@ pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
             shape,
             kind,
             head,
+            init_std: config.initializer_range,
+            init_cutoff: None,
         })
     };
     push(
@@ -207,7 +179,7 @@ pub fn param_specs(config: &EncoderConfig) -> Vec<ParamSpec> {
             );
             push("classifier.bias".into(), vec![n], ParamKind::Bias, true);
         }
-        Architecture::XlmRoberta | Architecture::Electra => {
+        Architecture::XlmRoberta | Architecture::Electra | Architecture::ModernBert => {
             push(
                 "classifier.dense.weight".into(),
                 vec![h, h],
@@ -251,6 +223,19 @@ pub(super) fn canonical_name(name: &str, prefix: &str) -> Option<String> {
     if name.starts_with("classifier.") || name.starts_with(&format!("{prefix}.")) {
         return Some(name);
     }
+    if prefix == "model" {
+        // ModernBERT: the MaskedLM head's dense + norm are the classifier's `head`;
+        // a bare `ModernBertModel` saves its tensors without the `model.` prefix.
+        if name.starts_with("head.") {
+            return Some(name);
+        }
+        for top in ["embeddings.", "layers.", "final_norm."] {
+            if name.starts_with(top) {
+                return Some(format!("model.{name}"));
+            }
+        }
+        return None;
+    }
     for top in ["embeddings.", "embeddings_project.", "encoder.", "pooler."] {
         if name.starts_with(top) {
             return Some(format!("{prefix}.{name}"));
@@ -259,11 +244,13 @@ pub(super) fn canonical_name(name: &str, prefix: &str) -> Option<String> {
     None
 }
 
-/// Rename `...encoder.layer.{src}...` to `...encoder.layer.{dst}...`.
+/// Rename `...encoder.layer.{src}...` (ModernBERT: `model.layers.{src}...`) to the same name
+/// with layer `dst`, where `layer_map[dst] == src`; `None` for layers not kept.
 fn relayer(name: &str, layer_map: &[usize]) -> Option<String> {
-    let marker = ".encoder.layer.";
-    let Some(start) = name.find(marker) else {
-        return Some(name.to_string());
+    let (marker, start) = match (name.find(".encoder.layer."), name.find("model.layers.")) {
+        (Some(start), _) => (".encoder.layer.", start),
+        (None, Some(start)) => ("model.layers.", start),
+        (None, None) => return Some(name.to_string()),
     };
     let rest = &name[start + marker.len()..];
     let (index, tail) = rest.split_once('.')?;
@@ -452,13 +439,25 @@ fn init_tensor(spec: &ParamSpec, config: &EncoderConfig, rng: &mut ChaCha8Rng) -
     let n: usize = spec.shape.iter().product();
     let values = match spec.kind {
         ParamKind::Linear | ParamKind::Embedding => {
-            let normal = Normal::new(0.0f32, config.initializer_range as f32).map_err(|e| {
+            let normal = Normal::new(0.0f32, spec.init_std as f32).map_err(|e| {
                 Error::invalid(format!(
                     "initializer_range {} is not usable: {e}",
                     config.initializer_range
                 ))
             })?;
-            let mut values: Vec<f32> = (0..n).map(|_| normal.sample(rng)).collect();
+            let mut values: Vec<f32> = match spec.init_cutoff {
+                None => (0..n).map(|_| normal.sample(rng)).collect(),
+                // Rejection sampling: the normal conditioned on [-cutoff, cutoff], as
+                // torch.nn.init.trunc_normal_ draws it (by inverse CDF).
+                Some(cutoff) => (0..n)
+                    .map(|_| loop {
+                        let x = normal.sample(rng);
+                        if x.abs() <= cutoff as f32 {
+                            break x;
+                        }
+                    })
+                    .collect(),
+            };
             if spec.kind == ParamKind::Embedding && spec.name.ends_with("word_embeddings.weight") {
                 let h = spec.shape[1];
                 let pad = config.pad_token_id as usize;
@@ -498,6 +497,16 @@ mod tests {
         );
         assert_eq!(canonical_name("embeddings.position_ids", "bert"), None);
         assert_eq!(canonical_name("cls.predictions.bias", "bert"), None);
+        // ModernBERT: ModernBertModel's bare names, the MaskedLM head kept, its decoder not.
+        assert_eq!(
+            canonical_name("layers.0.attn.Wqkv.weight", "model").as_deref(),
+            Some("model.layers.0.attn.Wqkv.weight")
+        );
+        assert_eq!(
+            canonical_name("head.norm.weight", "model").as_deref(),
+            Some("head.norm.weight")
+        );
+        assert_eq!(canonical_name("decoder.bias", "model"), None);
     }
 
     #[test]
@@ -514,6 +523,15 @@ mod tests {
         assert_eq!(
             relayer("bert.embeddings.LayerNorm.bias", &map).as_deref(),
             Some("bert.embeddings.LayerNorm.bias")
+        );
+        assert_eq!(
+            relayer("model.layers.3.mlp.Wi.weight", &map).as_deref(),
+            Some("model.layers.1.mlp.Wi.weight")
+        );
+        assert_eq!(relayer("model.layers.1.mlp.Wi.weight", &map), None);
+        assert_eq!(
+            relayer("model.final_norm.weight", &map).as_deref(),
+            Some("model.final_norm.weight")
         );
     }
 }

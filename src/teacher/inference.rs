@@ -56,40 +56,6 @@ pub(crate) fn require_usize(raw: &Value, key: &str, path: &Path) -> Result<usize
         })
 }
 
-/// `key` as a number, when present.
-pub(crate) fn get_f64(raw: &Value, key: &str, path: &Path) -> Result<Option<f64>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-            Error::input(path, None, format!("`{key}` must be a number, found {v}"))
-        }),
-    }
-}
-
-/// `key` as a boolean, when present.
-pub(crate) fn get_bool(raw: &Value, key: &str, path: &Path) -> Result<Option<bool>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_bool().map(Some).ok_or_else(|| {
-            Error::input(
-                path,
-                None,
-                format!("`{key}` must be true or false, found {v}"),
-            )
-        }),
-    }
-}
-
-/// `key` as a string, when present.
-pub(crate) fn get_str<'a>(raw: &'a Value, key: &str, path: &Path) -> Result<Option<&'a str>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_str().map(Some).ok_or_else(|| {
-            Error::input(path, None, format!("`{key}` must be a string, found {v}"))
-        }),
-    }
-}
-
 /// Outputs of the head: `num_labels`, else the size of `id2label`, else 1.
 pub(crate) fn num_labels(raw: &Value, path: &Path) -> Result<usize> {
     Ok(match get_usize(raw, "num_labels", path)? {

@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::candle::CandleTeacher;
 use super::causal_lm::{is_causal_lm_reranker, CausalLmReranker};
 use super::deberta::DebertaV2CrossEncoder;
-use super::modernbert::ModernBertCrossEncoder;
 use crate::error::{Error, Result};
 use crate::model::{CrossEncoder, LoadOptions, ModelFiles, PairScorer, ScoreActivation};
 
@@ -41,9 +40,10 @@ fn model_type(files: &ModelFiles) -> Result<String> {
 
 /// Load the cross-encoder `spec` (a directory, relative paths against `base_dir`, or a hub id)
 /// for scoring, as config.json says: a `*ForCausalLM` architecture is a [`CausalLmReranker`]
-/// (Qwen2, Qwen3); otherwise `model_type` picks crossdistill's own encoder for `bert`,
-/// `xlm-roberta`, `roberta` and `electra`, candle-transformers for `modernbert` and
-/// `deberta-v2`. Any other type is an error that lists [`CANDLE_MODEL_TYPES`].
+/// (Qwen2, Qwen3); otherwise `model_type` picks crossdistill's own encoder (the trainable
+/// student's, in eval mode) for `bert`, `xlm-roberta`, `roberta`, `electra` and `modernbert`,
+/// candle-transformers for `deberta-v2`. Any other type is an error that lists
+/// [`CANDLE_MODEL_TYPES`].
 pub fn load_pair_scorer(
     spec: &str,
     base_dir: Option<&Path>,
@@ -59,10 +59,9 @@ pub fn load_pair_scorer(
     }
     let found = model_type(&files)?;
     let model: Box<dyn PairScorer> = match found.as_str() {
-        "bert" | "xlm-roberta" | "roberta" | "electra" => {
+        "bert" | "xlm-roberta" | "roberta" | "electra" | "modernbert" => {
             Box::new(CrossEncoder::from_files(files, options)?)
         }
-        "modernbert" => Box::new(ModernBertCrossEncoder::from_files(files, options)?),
         "deberta-v2" => Box::new(DebertaV2CrossEncoder::from_files(files, options)?),
         other => {
             let found = if other.is_empty() {

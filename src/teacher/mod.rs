@@ -2,10 +2,10 @@
 //!
 //! A [`Teacher`] scores (query, passage) pairs. It is owned by the producer thread (hence
 //! `&mut self` and `Send`, no mutex). [`CandleTeacher`] runs a cross-encoder with candle:
-//! crossdistill's own encoder (BERT, XLM-RoBERTa, ELECTRA) or candle-transformers' models
-//! ([`ModernBertCrossEncoder`], [`DebertaV2CrossEncoder`]), chosen from config.json's
-//! `model_type` by [`load_pair_scorer`] / [`load_candle_teacher`], or a [`CausalLmReranker`]
-//! (Qwen2/Qwen3 in sentence-transformers 6's `LogitScore` layout);
+//! crossdistill's own encoder (BERT, XLM-RoBERTa, ELECTRA, ModernBERT: the students' model in
+//! eval mode) or candle-transformers' DeBERTa-v2 ([`DebertaV2CrossEncoder`]), chosen from
+//! config.json's `model_type` by [`load_pair_scorer`] / [`load_candle_teacher`], or a
+//! [`CausalLmReranker`] (Qwen2/Qwen3 in sentence-transformers 6's `LogitScore` layout);
 //! [`OnnxTeacher`] runs a cross-encoder exported to ONNX with ONNX Runtime; [`Ensemble`]
 //! averages several teachers (of any mix of architectures and backends).
 
@@ -16,7 +16,6 @@ mod deberta;
 mod ensemble;
 mod inference;
 mod load;
-mod modernbert;
 mod onnx;
 pub mod qwen;
 
@@ -25,7 +24,6 @@ pub use causal_lm::{is_causal_lm_reranker, CausalLmReranker, LogitScoreConfig};
 pub use deberta::{DebertaV2Config, DebertaV2CrossEncoder};
 pub use ensemble::Ensemble;
 pub use load::{load_candle_teacher, load_pair_scorer, CANDLE_MODEL_TYPES};
-pub use modernbert::{ModernBertConfig, ModernBertCrossEncoder, ModernBertPooling};
 pub use onnx::{OnnxSignature, OnnxTeacher};
 
 use crate::error::Result;

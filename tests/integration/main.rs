@@ -19,5 +19,6 @@ mod pipeline;
 mod predict_cli;
 mod resume_kill;
 mod st_parity;
+mod students;
 mod training;
 mod trim_vocab;
