@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::config_value::{get_f64, get_usize, require};
+use super::config_value::{get_f64, get_usize, num_labels, require, saved_activation_fn};
 use super::hidden_act::HiddenAct;
 use super::modernbert_config::ModernBertSettings;
 use crate::error::{Error, Result};
@@ -186,20 +186,8 @@ impl EncoderConfig {
             ));
         }
         let hidden_dropout_prob = get_f64(&raw, "hidden_dropout_prob", path)?.unwrap_or(0.1);
-        let num_labels = match get_usize(&raw, "num_labels", path)? {
-            Some(n) => n,
-            None => raw
-                .get("id2label")
-                .and_then(Value::as_object)
-                .map(|m| m.len())
-                .filter(|n| *n > 0)
-                .unwrap_or(1),
-        };
-        let activation_fn = raw
-            .get("sentence_transformers")
-            .and_then(|st| st.get("activation_fn"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let num_labels = num_labels(&raw, path)?;
+        let activation_fn = saved_activation_fn(&raw).map(str::to_string);
         let default_pad = match architecture {
             Architecture::Bert | Architecture::Electra => 0,
             Architecture::XlmRoberta => 1,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// A non-negative integer at `key` (absent or null: `None`).
-pub(super) fn get_usize(raw: &Value, key: &str, path: &Path) -> Result<Option<usize>> {
+pub(crate) fn get_usize(raw: &Value, key: &str, path: &Path) -> Result<Option<usize>> {
     match raw.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
@@ -63,4 +63,26 @@ pub(super) fn require(value: Option<usize>, key: &str, path: &Path) -> Result<us
             format!("`{key}` is missing or 0; an encoder config needs it"),
         )
     })
+}
+
+/// Outputs of the head: `num_labels`, else the size of `id2label`, else 1 (as transformers
+/// reads a sequence-classification config).
+pub(crate) fn num_labels(raw: &Value, path: &Path) -> Result<usize> {
+    Ok(match get_usize(raw, "num_labels", path)? {
+        Some(n) => n,
+        None => raw
+            .get("id2label")
+            .and_then(Value::as_object)
+            .map(|m| m.len())
+            .filter(|n| *n > 0)
+            .unwrap_or(1),
+    })
+}
+
+/// The activation sentence-transformers v4/v5 saved in config.json
+/// (`sentence_transformers.activation_fn`), as written.
+pub(crate) fn saved_activation_fn(raw: &Value) -> Option<&str> {
+    raw.get("sentence_transformers")?
+        .get("activation_fn")?
+        .as_str()
 }

@@ -107,7 +107,8 @@ pub fn geglu_composed(xs: &Tensor, act: HiddenAct) -> CResult<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::model::gradient_check::check_grad;
+    use candle_core::Device;
 
     fn sample(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -143,41 +144,11 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let dev = Device::Cpu;
-        let values = sample(2 * 8, 2);
-        let weights = Tensor::from_vec(sample(2 * 4, 3), (2, 4), &dev).unwrap();
-        let loss = |t: &Tensor| {
-            geglu(t, HiddenAct::GeluErf)
-                .unwrap()
-                .mul(&weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-        };
-        let var = Var::from_vec(values.clone(), (2, 8), &dev).unwrap();
-        let grads = loss(var.as_tensor()).backward().unwrap();
-        let analytic: Vec<f32> = grads
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let step = 1e-2f32;
-        for i in 0..values.len() {
-            let at = |delta: f32| {
-                let mut v = values.clone();
-                v[i] += delta;
-                loss(&Tensor::from_vec(v, (2, 8), &dev).unwrap())
-                    .to_scalar::<f32>()
-                    .unwrap()
-            };
-            let numeric = (at(step) - at(-step)) / (2.0 * step);
-            assert!(
-                (numeric - analytic[i]).abs() < 2e-3 * (1.0 + numeric.abs()),
-                "element {i}: numeric {numeric} vs analytic {}",
-                analytic[i]
-            );
-        }
+        check_grad(
+            &sample(2 * 8, 2),
+            &[2, 8],
+            &|t| geglu(t, HiddenAct::GeluErf),
+            2e-3,
+        );
     }
 }

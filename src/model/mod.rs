@@ -7,13 +7,15 @@
 mod batch_tensors;
 pub mod bi_encoder;
 mod config;
-mod config_value;
+pub(crate) mod config_value;
 mod cpu_f32;
 mod cross_encoder;
 mod encoder;
 mod fused;
 pub mod geglu;
 mod gelu;
+#[cfg(test)]
+mod gradient_check;
 mod hidden_act;
 mod mode;
 mod modernbert_config;

@@ -152,7 +152,7 @@ pub fn rotary_composed(xs: &Tensor, table: &RotaryTable) -> CResult<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use crate::model::gradient_check::check_grad;
 
     fn sample(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -203,42 +203,13 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let dev = Device::Cpu;
         let (b, l, h) = (1, 3, 4);
-        let values = sample(b * l * h, 2);
         let table = RotaryTable::new(l, 4, 100.0);
-        let weights = Tensor::from_vec(sample(b * l * h, 3), (b, l, h), &dev).unwrap();
-        let var = Var::from_vec(values.clone(), (b, l, h), &dev).unwrap();
-        let loss = |t: &Tensor| {
-            rotary(t, &table)
-                .unwrap()
-                .mul(&weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-        };
-        let grads = loss(var.as_tensor()).backward().unwrap();
-        let analytic: Vec<f32> = grads
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let step = 1e-2f32;
-        for i in 0..values.len() {
-            let at = |delta: f32| {
-                let mut v = values.clone();
-                v[i] += delta;
-                let t = Tensor::from_vec(v, (b, l, h), &dev).unwrap();
-                loss(&t).to_scalar::<f32>().unwrap()
-            };
-            let numeric = (at(step) - at(-step)) / (2.0 * step);
-            assert!(
-                (numeric - analytic[i]).abs() < 1e-3,
-                "element {i}: numeric {numeric} vs analytic {}",
-                analytic[i]
-            );
-        }
+        check_grad(
+            &sample(b * l * h, 2),
+            &[b, l, h],
+            &|t| rotary(t, &table),
+            1e-3,
+        );
     }
 }

@@ -242,12 +242,7 @@ impl CausalLmReranker {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let model_type = raw
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let model_type = model_type.as_str();
+        let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("");
         let Some(variant) = QwenVariant::from_model_type(model_type) else {
             return Err(Error::input(
                 &files.config,

@@ -20,10 +20,11 @@ use candle_transformers::models::debertav2::{self, DebertaV2SeqClassificationMod
 use serde_json::Value;
 
 use super::inference::{
-    check_options, default_activation, get_usize, num_labels, predict_in_batches, read_config,
-    require_usize, resolve_max_length, var_builder, weights_error,
+    check_options, default_activation, predict_in_batches, read_config, require_usize,
+    resolve_max_length, var_builder, weights_error,
 };
 use crate::error::{Error, Result};
+use crate::model::config_value::{get_usize, num_labels};
 use crate::model::{LoadOptions, ModelFiles, PairScorer, ScoreActivation};
 use crate::tokenize::PairTokenizer;
 

@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::model::config_value::{get_usize, saved_activation_fn};
 use crate::model::{LoadOptions, ModelFiles, ScoreActivation};
 use crate::tokenize::{in_length_sorted_batches, model_max_length, PaddedBatch, PairTokenizer};
 
@@ -29,20 +30,6 @@ pub(crate) fn read_config(path: &Path) -> Result<Value> {
     Ok(raw)
 }
 
-/// `key` as a non-negative integer, when present.
-pub(crate) fn get_usize(raw: &Value, key: &str, path: &Path) -> Result<Option<usize>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-            Error::input(
-                path,
-                None,
-                format!("`{key}` must be a non-negative integer, found {v}"),
-            )
-        }),
-    }
-}
-
 /// `key` as a positive integer; missing or 0 is an error.
 pub(crate) fn require_usize(raw: &Value, key: &str, path: &Path) -> Result<usize> {
     get_usize(raw, key, path)?
@@ -56,19 +43,6 @@ pub(crate) fn require_usize(raw: &Value, key: &str, path: &Path) -> Result<usize
         })
 }
 
-/// Outputs of the head: `num_labels`, else the size of `id2label`, else 1.
-pub(crate) fn num_labels(raw: &Value, path: &Path) -> Result<usize> {
-    Ok(match get_usize(raw, "num_labels", path)? {
-        Some(n) => n,
-        None => raw
-            .get("id2label")
-            .and_then(Value::as_object)
-            .map(|m| m.len())
-            .filter(|n| *n > 0)
-            .unwrap_or(1),
-    })
-}
-
 /// The activation sentence-transformers' `predict` applies: config.json's
 /// `sentence_transformers.activation_fn` (v4/v5), else config_sentence_transformers.json's
 /// `activation_fn` (v6), else sigmoid for one label and identity for several.
@@ -77,16 +51,11 @@ pub(crate) fn default_activation(
     files: &ModelFiles,
     labels: usize,
 ) -> ScoreActivation {
-    let saved = raw
-        .get("sentence_transformers")
-        .and_then(|st| st.get("activation_fn"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| {
-            let path = files.dir.join("config_sentence_transformers.json");
-            let value: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-            value.get("activation_fn")?.as_str().map(str::to_string)
-        });
+    let saved = saved_activation_fn(raw).map(str::to_string).or_else(|| {
+        let path = files.dir.join("config_sentence_transformers.json");
+        let value: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        value.get("activation_fn")?.as_str().map(str::to_string)
+    });
     saved
         .as_deref()
         .and_then(ScoreActivation::parse)

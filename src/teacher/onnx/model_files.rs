@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::hub::{self, RepoKind};
+use crate::model::config_value::{get_usize, num_labels, saved_activation_fn};
 use crate::model::looks_like_hub_id;
 use crate::tokenize::model_max_length;
 
@@ -29,18 +30,7 @@ impl TeacherConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
         let raw: Value = serde_json::from_str(&text)
             .map_err(|e| Error::input(path, Some(e.line()), format!("invalid JSON: {e}")))?;
-        let count = |key: &str| -> Result<Option<usize>> {
-            match raw.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                    Error::input(
-                        path,
-                        None,
-                        format!("`{key}` must be a non-negative integer, found {v}"),
-                    )
-                }),
-            }
-        };
+        let count = |key: &str| get_usize(&raw, key, path);
         let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("");
         // RoBERTa-style position ids start at pad_token_id + 1 (and default pad is 1).
         let roberta = matches!(model_type, "xlm-roberta" | "roberta" | "camembert");
@@ -52,20 +42,8 @@ impl TeacherConfig {
                 n
             }
         });
-        let num_labels = match count("num_labels")? {
-            Some(n) => n,
-            None => raw
-                .get("id2label")
-                .and_then(Value::as_object)
-                .map(|m| m.len())
-                .filter(|n| *n > 0)
-                .unwrap_or(1),
-        };
-        let activation_fn = raw
-            .get("sentence_transformers")
-            .and_then(|st| st.get("activation_fn"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let num_labels = num_labels(&raw, path)?;
+        let activation_fn = saved_activation_fn(&raw).map(str::to_string);
         Ok(Self {
             pad_token_id: u32::try_from(pad_token_id).map_err(|_| {
                 Error::input(
