@@ -11,7 +11,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use crossdistill::model::{CrossEncoder, Dropout, LoadOptions, ScoreActivation};
 use crossdistill::tokenize::{EncodedPair, PairTokenizer};
-use crossdistill::train::{clip_grad_norm, AdamW, AdamWConfig};
+use crossdistill::train::{AdamW, AdamWConfig, Gradients};
 
 fn read_pairs(path: &str) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
@@ -28,6 +28,8 @@ fn read_pairs(path: &str) -> Vec<(String, String)> {
 }
 
 fn main() {
+    // The binary's process settings, so this measures what `crossdistill train` runs.
+    crossdistill::process::tune();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -63,6 +65,9 @@ fn main() {
             let (batch_size, steps) = (16usize, 6usize);
             let vars = model.vars().to_vec();
             let mut optimizer = AdamW::new(model.params(), AdamWConfig::default());
+            // The trainer's step: persistent gradient buffers, zeroed and filled each step,
+            // one norm (also the non-finite check), clip, AdamW.
+            let mut grads = Gradients::zeros(&vars);
             let tokenizer: &PairTokenizer = model.tokenizer();
             let mut forward_s = 0.0;
             let mut backward_s = 0.0;
@@ -100,20 +105,13 @@ fn main() {
                         .unwrap();
                 let t1 = Instant::now();
                 let store = loss.backward().unwrap();
-                let mut grads: Vec<Vec<f32>> = vars
-                    .iter()
-                    .map(|v| {
-                        store
-                            .get(v.as_tensor())
-                            .unwrap()
-                            .flatten_all()
-                            .unwrap()
-                            .to_vec1::<f32>()
-                            .unwrap()
-                    })
-                    .collect();
+                grads.zero();
+                grads.add(&vars, &store, 1.0).unwrap();
+                drop(store);
                 let t2 = Instant::now();
-                clip_grad_norm(&mut grads, 1.0);
+                let norm = grads.norm();
+                assert!(norm.is_finite(), "non-finite gradient norm {norm}");
+                grads.clip_to(norm, 1.0);
                 optimizer.step(&vars, &grads, 2e-5).unwrap();
                 let t3 = Instant::now();
                 if timed {

@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Modules in dependency order, as declared below (each imports only those above it):
-//! [`error`], [`fingerprint`], [`fsutil`], [`hub`], [`params`]; [`data`], [`tokenize`];
+//! [`error`], [`fingerprint`], [`fsutil`], [`hub`], [`params`], [`process`]; [`data`], [`tokenize`];
 //! [`model`], [`teacher`]; [`cache`], [`mine`]; [`loss`]; [`eval`]; [`card`], [`recipe`];
 //! [`pipeline`], [`train`]; [`cli`].
 //!
@@ -20,12 +20,13 @@
 #![warn(missing_docs)]
 
 // Foundations: the error type, the hashes that name what is stored, file-system helpers, the
-// Hugging Face hub, the reader of TOML parameter values.
+// Hugging Face hub, the reader of TOML parameter values, process-wide runtime settings.
 pub mod error;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod hub;
 pub mod params;
+pub mod process;
 
 // Inputs: rows of text from JSONL/CSV/Parquet, and their tokens.
 pub mod data;

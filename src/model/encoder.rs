@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor, D};
 
 use super::batch_tensors::BatchTensors;
 use super::config::{Architecture, EncoderConfig};
+use super::embedding::embedding;
 use super::hidden_act::HiddenAct;
 use super::mode::Mode;
 use super::modernbert_encoder::ModernBertEncoder;
@@ -202,9 +203,7 @@ impl BertEncoder {
         let h = config.hidden_size;
         let e = config.embedding_size;
         let gather = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
-            Ok(table
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape((b_sz, seq_len, e))?)
+            Ok(embedding(table, ids)?.reshape((b_sz, seq_len, e))?)
         };
         let embeddings = gather(&self.word, &batch.input_ids)?
             .add(&gather(&self.position, &batch.position_ids)?)?

@@ -10,6 +10,7 @@ mod config;
 pub(crate) mod config_value;
 mod cpu_f32;
 mod cross_encoder;
+mod embedding;
 mod encoder;
 mod fused;
 pub mod geglu;

@@ -20,6 +20,7 @@ use candle_core::{DType, Tensor, D};
 
 use super::batch_tensors::BatchTensors;
 use super::config::EncoderConfig;
+use super::embedding::embedding;
 use super::geglu::geglu;
 use super::mode::Mode;
 use super::modernbert_config::{ModernBertPooling, ModernBertSettings};
@@ -163,10 +164,8 @@ impl ModernBertEncoder {
         let norm = |xs: &Tensor, norm: &Norm| -> Result<Tensor> {
             Ok(layer_norm(xs, &norm.weight, &norm.bias, eps)?)
         };
-        let embeddings = self
-            .tok_embeddings
-            .index_select(&batch.input_ids.flatten_all()?, 0)?
-            .reshape((b_sz, seq_len, h))?;
+        let embeddings =
+            embedding(&self.tok_embeddings, &batch.input_ids)?.reshape((b_sz, seq_len, h))?;
         let mut xs = norm(&embeddings, &self.emb_norm)?;
         xs = mode.dropout(&xs, settings.embedding_dropout)?;
         if let Some(out) = collect.as_deref_mut() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
+use super::gradients::Gradients;
 use super::plan::Plan;
 use crate::error::{Error, Result};
 use crate::loss::{LossInput, LossValue};
@@ -27,7 +28,7 @@ pub fn micro_step(
     plan: &mut Plan,
     batch: &Batch,
     vars: &[Var],
-    grads: &mut [Vec<f32>],
+    grads: &mut Gradients,
     seed: u64,
     accumulation: usize,
 ) -> Result<(f64, BTreeMap<String, f64>)> {
@@ -74,22 +75,12 @@ pub fn micro_step(
     let scale = 1.0 / accumulation as f64;
     if let Some(graph) = graph {
         let store = graph.backward()?;
-        add_grads(vars, &store, grads, scale)?;
+        grads.add(vars, &store, scale)?;
     }
     for (weight, store) in own_grads {
-        add_grads(vars, &store, grads, weight * scale)?;
+        grads.add(vars, &store, weight * scale)?;
     }
     Ok((total, parts))
-}
-
-fn add_grads(vars: &[Var], store: &GradStore, grads: &mut [Vec<f32>], scale: f64) -> Result<()> {
-    let scale = scale as f32;
-    for (var, acc) in vars.iter().zip(grads.iter_mut()) {
-        if let Some(grad) = store.get(var.as_tensor()) {
-            crate::model::ops::add_scaled_into(grad, acc, scale)?;
-        }
-    }
-    Ok(())
 }
 
 /// A loss's complaint about a batch (a label out of range, a wrong number of columns), told with

@@ -10,6 +10,7 @@ mod best_model;
 pub mod checkpoint;
 pub mod evals;
 mod evaluation;
+mod gradients;
 mod held_out;
 mod metrics_log;
 mod micro_batch;
@@ -25,7 +26,8 @@ pub mod schedule;
 mod trainer;
 pub mod trainer_state;
 
-pub use optim::{clip_grad_norm, AdamW, AdamWConfig};
+pub use gradients::Gradients;
+pub use optim::{AdamW, AdamWConfig};
 pub use plan::{Plan, PlannedLoss};
 pub use progress::{Silent, TrainProgress};
 pub use schedule::{Schedule, ScheduleKind};

@@ -8,9 +8,15 @@
 use std::cell::RefCell;
 
 use candle_core::{backend::BackendStorage, CpuStorage, InplaceOp1, Layout, Tensor, Var};
+use rayon::prelude::*;
+
+use super::gradients::Gradients;
 
 use crate::error::{Error, Result};
 use crate::model::Params;
+
+/// Elements per parallel task of an update.
+const CHUNK: usize = 1 << 15;
 
 /// AdamW hyper-parameters (torch defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,18 +81,22 @@ impl Update<'_> {
         } else {
             1.0
         };
-        for (((p, m), v), &g) in params
-            .iter_mut()
-            .zip(moments.m.iter_mut())
-            .zip(moments.v.iter_mut())
-            .zip(self.grad)
-        {
-            *p *= decay;
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            let denom = v.sqrt() / bias2_sqrt + eps;
-            *p -= step_size * *m / denom;
-        }
+        let update = |params: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32]| {
+            for (((p, m), v), &g) in params.iter_mut().zip(m).zip(v).zip(grad) {
+                *p *= decay;
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let denom = v.sqrt() / bias2_sqrt + eps;
+                *p -= step_size * *m / denom;
+            }
+        };
+        // Elementwise, so chunking changes nothing in the result.
+        params
+            .par_chunks_mut(CHUNK)
+            .zip(moments.m.par_chunks_mut(CHUNK))
+            .zip(moments.v.par_chunks_mut(CHUNK))
+            .zip(self.grad.par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| update(p, m, v, g));
     }
 }
 
@@ -132,7 +142,8 @@ impl AdamW {
     }
 
     /// One update of every variable with its gradient (same order as at construction).
-    pub fn step(&mut self, vars: &[Var], grads: &[Vec<f32>], lr: f64) -> Result<()> {
+    pub fn step(&mut self, vars: &[Var], grads: &Gradients, lr: f64) -> Result<()> {
+        let grads = grads.buffers();
         if vars.len() != self.moments.len() || grads.len() != vars.len() {
             return Err(Error::invalid(format!(
                 "adamw: {} variables and {} gradients for {} parameter states",
@@ -191,25 +202,6 @@ impl AdamW {
         self.step = step;
         Ok(())
     }
-}
-
-/// Global L2 norm of the gradients; scales them down to `max_norm` when above it (torch's
-/// `clip_grad_norm_`). Returns the norm before clipping.
-pub fn clip_grad_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
-    let total: f64 = grads
-        .iter()
-        .flat_map(|g| g.iter())
-        .map(|&x| (x as f64) * (x as f64))
-        .sum::<f64>()
-        .sqrt();
-    if max_norm > 0.0 && total > max_norm {
-        let scale = (max_norm / (total + 1e-6)) as f32;
-        grads
-            .iter_mut()
-            .flat_map(|g| g.iter_mut())
-            .for_each(|x| *x *= scale);
-    }
-    total
 }
 
 #[cfg(test)]
@@ -278,10 +270,48 @@ mod tests {
     }
 
     #[test]
-    fn clipping_scales_to_max_norm() {
-        let mut grads = vec![vec![3.0f32], vec![4.0f32]];
-        let norm = clip_grad_norm(&mut grads, 1.0);
-        assert!((norm - 5.0).abs() < 1e-9);
-        assert!((grads[0][0] - 0.6).abs() < 1e-5 && (grads[1][0] - 0.8).abs() < 1e-5);
+    fn a_parameter_updated_in_parallel_chunks_equals_each_element_alone() {
+        let config = AdamWConfig::default();
+        let n = 3 * CHUNK + 17;
+        let grad: Vec<f32> = (0..n)
+            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0)
+            .collect();
+        let start: Vec<f32> = (0..n)
+            .map(|i| ((i * 13 % 89) as f32 - 44.0) / 40.0)
+            .collect();
+        let mut moments = Moments {
+            m: vec![0.1; n],
+            v: vec![0.2; n],
+            decay: true,
+        };
+        let mut p = start.clone();
+        Update {
+            moments: RefCell::new(&mut moments),
+            grad: &grad,
+            lr: 0.01,
+            config,
+            step: 3,
+        }
+        .apply(&mut p);
+        for i in [0, CHUNK - 1, CHUNK, 2 * CHUNK + 1, n - 1] {
+            let mut one = Moments {
+                m: vec![0.1],
+                v: vec![0.2],
+                decay: true,
+            };
+            let mut q = vec![start[i]];
+            Update {
+                moments: RefCell::new(&mut one),
+                grad: &grad[i..i + 1],
+                lr: 0.01,
+                config,
+                step: 3,
+            }
+            .apply(&mut q);
+            assert_eq!(
+                (q[0], one.m[0], one.v[0]),
+                (p[i], moments.m[i], moments.v[i])
+            );
+        }
     }
 }

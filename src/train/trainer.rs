@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::best_model::{best_metric_key, is_better};
 use super::checkpoint;
 use super::evaluation;
+use super::gradients::Gradients;
 use super::held_out::HeldOut;
 use super::metrics_log::append_metrics;
 use super::micro_batch::{batch_pairs, in_batch, micro_step, step_seed};
@@ -19,7 +20,7 @@ use super::model_card::write_card;
 use super::nan_policy::{
     check_skipped, non_finite_teacher_score, teacher_scored_non_finite, NonFiniteStep,
 };
-use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use super::optim::{AdamW, AdamWConfig};
 use super::plan::Plan;
 use super::progress::TrainProgress;
 use super::resume;
@@ -119,7 +120,7 @@ struct Trainer<'a> {
     vars: Vec<Var>,
     /// One gradient buffer per variable for the whole run, zeroed each step: a fresh allocation
     /// per step made glibc map and unmap them, faulting their pages in each time.
-    grads: Vec<Vec<f32>>,
+    grads: Gradients,
     metrics_path: PathBuf,
     /// The producer has no more batches.
     out_of_data: bool,
@@ -225,7 +226,7 @@ impl<'a> Trainer<'a> {
 
         progress.start(state.step, plan.total_steps);
         let vars: Vec<Var> = plan.student.vars().to_vec();
-        let grads = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
+        let grads = Gradients::zeros(&vars);
         Ok(Self {
             window: state.window.clone(),
             metrics_path: output_dir.join("metrics.jsonl"),
@@ -247,7 +248,7 @@ impl<'a> Trainer<'a> {
     fn step(&mut self) -> Result<Step> {
         let started = Instant::now();
         let plan_step = self.plan.step.clone();
-        self.grads.iter_mut().for_each(|g| g.fill(0.0));
+        self.grads.zero();
         let mut step_loss = 0f64;
         let mut step_parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut micro_batches = 0usize;
@@ -294,9 +295,8 @@ impl<'a> Trainer<'a> {
         }
         let scale = 1.0 / micro_batches as f64;
         step_loss *= scale;
-        let non_finite = teacher_nan.is_some()
-            || !step_loss.is_finite()
-            || self.grads.iter().flatten().any(|g| !g.is_finite());
+        let grad_norm = self.grads.norm();
+        let non_finite = teacher_nan.is_some() || !step_loss.is_finite() || !grad_norm.is_finite();
         if non_finite {
             let skipped = NonFiniteStep {
                 step: self.state.step + 1,
@@ -311,7 +311,7 @@ impl<'a> Trainer<'a> {
             self.state.skipped_steps += 1;
             return Ok(Step::Skipped);
         }
-        let grad_norm = clip_grad_norm(&mut self.grads, plan_step.max_grad_norm);
+        self.grads.clip_to(grad_norm, plan_step.max_grad_norm);
         let lr = self.plan.schedule.lr(self.state.step);
         self.optimizer.step(&self.vars, &self.grads, lr)?;
         self.state.step += 1;
