@@ -22,12 +22,16 @@ fn gelu_erf(z: f32) -> f32 {
     0.5 * z * (1.0 + candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// d/dz of [`gelu_erf`]: `Φ(z) + z φ(z)`.
+/// [`gelu_erf`] and its derivative `Φ(z) + z φ(z)`, from one erf.
 #[inline]
-fn gelu_erf_grad(z: f32) -> f32 {
+fn gelu_erf_and_grad(z: f32) -> (f32, f32) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let cdf = 0.5 * (1.0 + candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + z * INV_SQRT_2PI * (-0.5 * z * z).exp()
+    let erf = candle_core::cpu::erf::erf_f32(z * std::f32::consts::FRAC_1_SQRT_2);
+    let cdf = 0.5 * (1.0 + erf);
+    (
+        0.5 * z * (1.0 + erf),
+        cdf + z * INV_SQRT_2PI * (-0.5 * z * z).exp(),
+    )
 }
 
 struct GegluOp;
@@ -63,8 +67,9 @@ impl CustomOp1 for GegluOp {
                         let (input, gate) = row.split_at(half);
                         let (d_input, d_gate) = dx_row.split_at_mut(half);
                         for k in 0..half {
-                            d_input[k] = g_row[k] * gate[k] * gelu_erf_grad(input[k]);
-                            d_gate[k] = g_row[k] * gelu_erf(input[k]);
+                            let (act, act_grad) = gelu_erf_and_grad(input[k]);
+                            d_input[k] = g_row[k] * gate[k] * act_grad;
+                            d_gate[k] = g_row[k] * act;
                         }
                     });
                 dx
