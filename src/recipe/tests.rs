@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::model::Precision;
 
 /// A temporary directory holding `recipes/x.toml` (and whatever a test adds), used as the
 /// working directory.
@@ -93,6 +94,7 @@ onnx_file = "model.onnx"
 max_length = 256
 batch_size = 32
 activation = "sigmoid"
+device = "cuda:1"
 
 [cache]
 dir = "cache"
@@ -146,6 +148,7 @@ on_nan = "skip"
 metric_for_best_model = "eval/dev/ndcg@10"
 load_best_model_at_end = true
 channel_capacity = 8
+precision = "bf16"
 
 [[eval]]
 kind = "reranking"
@@ -184,6 +187,8 @@ fn the_design_example_loads_with_every_field_as_written() {
     assert_eq!(teacher.max_length, Some(256));
     assert_eq!(teacher.batch_size, 32);
     assert_eq!(teacher.activation, TeacherActivation::Sigmoid);
+    assert_eq!(teacher.device.as_deref(), Some("cuda:1"));
+    assert_eq!(teacher.dtype, Precision::F32);
     assert_eq!(teacher.columns, None);
     assert_eq!(teacher.line, Some(line_of(DESIGN_EXAMPLE, "[teacher]")));
 
@@ -276,6 +281,7 @@ fn the_design_example_loads_with_every_field_as_written() {
             metric_for_best_model: Some("eval/dev/ndcg@10".to_string()),
             load_best_model_at_end: true,
             channel_capacity: 8,
+            precision: Precision::Bf16,
         }
     );
 
@@ -342,6 +348,8 @@ fn teacher_defaults_and_label_default_with_a_teacher() {
     let teacher = &recipe.teachers[0];
     assert_eq!(teacher.batch_size, 64);
     assert_eq!(teacher.activation, TeacherActivation::Identity);
+    assert_eq!(teacher.device, None);
+    assert_eq!(teacher.dtype, Precision::F32);
     assert_eq!(teacher.onnx_file, None);
     assert_eq!(recipe.losses[0].labels, LabelSource::Teacher);
 }
