@@ -72,12 +72,12 @@ impl Precision {
     }
 }
 
-/// Why bf16/f16 is refused on the CPU: measured on this project's CPU (2 cores, AVX-512 BF16)
-/// in one run, candle 0.11's bf16 matmul ran 0.9–1.3× its f32 speed, its f16 matmul 0.7–1.0×,
-/// its bf16/f16 element-wise ops 0.8×, and a reduced-precision forward gives up the fused f32
-/// CPU kernels: `predict` of a MiniLM-L6-shaped model took 1.43× (bf16) and 1.77× (f16) the f32
-/// time. On the CPU, f32 is both faster and exact.
-pub(crate) const CPU_REFUSAL: &str = "on the CPU, candle's bf16/f16 kernels are no faster than f32 (measured: matmul 0.9-1.3x, element-wise ops 0.8x, MiniLM-L6 predict 1.43x slower in bf16 and 1.77x in f16), so crossdistill runs reduced precision on CUDA only";
+/// Why bf16/f16 is refused on the CPU: measured on this project's CPU (AMD EPYC with AVX-512
+/// BF16, 2 shared cores; `bench/precision_cpu.rs`), candle 0.11's bf16 matmul ran 0.80–0.86× its
+/// f32 speed, its f16 matmul 0.71–1.09×, its bf16/f16 element-wise ops 0.70–0.84×, and a
+/// reduced-precision forward gives up the fused f32 CPU kernels: `predict` of a MiniLM-L6-shaped
+/// model took 1.43× (bf16) and 1.77× (f16) the f32 time. On the CPU, f32 is faster and exact.
+pub(crate) const CPU_REFUSAL: &str = "on the CPU, candle's bf16/f16 kernels are no faster than f32 (measured: matmul 0.7-1.1x, element-wise ops 0.7-0.84x, MiniLM-L6 predict 1.43x slower in bf16 and 1.77x in f16), so crossdistill runs reduced precision on CUDA only";
 
 impl Precision {
     /// Refuse a reduced precision on the CPU ([`CPU_REFUSAL`] says why); `setting` names what

@@ -227,3 +227,35 @@ fn bf16_training_follows_f32(name: &str, pairs: &[(&str, &str)], targets: &[f32]
         .iter()
         .all(|var| var.dtype() == candle_core::DType::F32));
 }
+
+#[test]
+fn a_teacher_device_does_not_change_the_fingerprint() {
+    // The same candle teacher placed by `run.device` and by `[teacher] device = "cpu"`, and an
+    // onnx teacher with and without `device = "cpu"`: the cache keys are the same.
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = fixture("tiny-bert-ce");
+    let fingerprint = |kind: &str, device: &str| {
+        let recipe = dir.path().join(format!("{kind}{}.toml", device.len()));
+        std::fs::write(
+            &recipe,
+            format!(
+                "version = 1\n[run]\noutput_dir = \"run\"\n[teacher]\nkind = \"{kind}\"\nmodel = {:?}\n{device}\n[student]\nmodel = {:?}\n[data.train]\npath = \"train.jsonl\"\n[[loss]]\nkind = \"mse\"\n",
+                teacher.to_str().unwrap(),
+                teacher.to_str().unwrap(),
+            ),
+        )
+        .unwrap();
+        let recipe = crossdistill::recipe::load(&recipe, &[]).unwrap();
+        crossdistill::train::plan::build_teacher(&recipe, &candle_core::Device::Cpu)
+            .unwrap()
+            .expect("a teacher")
+            .fingerprint()
+    };
+    for kind in ["candle", "onnx"] {
+        assert_eq!(
+            fingerprint(kind, ""),
+            fingerprint(kind, "device = \"cpu\""),
+            "{kind}"
+        );
+    }
+}
