@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{Map, Value};
 
+use super::predict::DtypeArg;
 use super::progress;
 use super::Outcome;
 use crate::error::{Error, Result};
@@ -80,6 +81,10 @@ pub struct EvalArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the cross-encoder's forward pass (BERT, XLM-R, ELECTRA, ModernBERT); scores
+    /// come out in f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
     /// Keep only these encoder layers (0-based), as a student's `layers` init does.
     #[arg(long, value_delimiter = ',', value_name = "I,J,..")]
     pub layers: Option<Vec<usize>>,
@@ -283,16 +288,26 @@ fn evaluate_bi_encoder(
 }
 
 pub(super) fn run(args: EvalArgs) -> Result<Outcome> {
+    let device = parse_device(&args.device)?;
+    args.dtype.precision().check_device(&device, "--dtype")?;
     let options = LoadOptions {
-        device: parse_device(&args.device)?,
+        device,
         max_length: args.max_length,
         layers: args.layers.clone(),
+        dtype: args.dtype.precision(),
         ..LoadOptions::default()
     };
     if args.batch_size == 0 {
         return Err(Error::invalid("--batch-size is 0; it must be at least 1"));
     }
     if args.bi_encoder {
+        if args.dtype != DtypeArg::F32 {
+            return Err(Error::invalid(format!(
+                "--bi-encoder embeds in f32 only, found --dtype {}",
+                args.dtype.precision()
+            ))
+            .with_hint("drop --dtype with --bi-encoder"));
+        }
         let results = evaluate_bi_encoder(&args, &options)?;
         let results: Vec<(&dyn Evaluator, BTreeMap<String, f64>)> = results
             .iter()

@@ -10,8 +10,8 @@ use super::progress;
 use super::Outcome;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic_with;
-use crate::model::{parse_device, LoadOptions, PairScorer, ScoreActivation};
-use crate::teacher::{load_pair_scorer, OnnxTeacher};
+use crate::model::{parse_device, LoadOptions, PairScorer, Precision, ScoreActivation};
+use crate::teacher::{load_pair_scorer, OnnxDevice, OnnxTeacher};
 
 /// Which activation to apply to the logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,12 +35,35 @@ impl ActivationArg {
     }
 }
 
+/// The precision of inference (`--dtype`): scores come out in f32 whatever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit floats.
+    F32,
+    /// bfloat16 (GPUs with bf16 support).
+    Bf16,
+    /// IEEE half precision.
+    F16,
+}
+
+impl DtypeArg {
+    /// The model precision.
+    pub fn precision(self) -> Precision {
+        match self {
+            DtypeArg::F32 => Precision::F32,
+            DtypeArg::Bf16 => Precision::Bf16,
+            DtypeArg::F16 => Precision::F16,
+        }
+    }
+}
+
 /// Which engine runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// crossdistill's own candle encoder (model.safetensors).
     Candle,
-    /// ONNX Runtime on the CPU (the `--onnx-file` export; needs onnxruntime 1.31+).
+    /// ONNX Runtime (the `--onnx-file` export; needs onnxruntime 1.31+; `--device cuda:N`
+    /// needs onnxruntime-gpu).
     Onnx,
 }
 
@@ -74,6 +97,9 @@ pub struct PredictArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the forward pass (`--backend candle`; BERT, XLM-R, ELECTRA, ModernBERT).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
 }
 
 /// One input row: the original object and the pair it holds.
@@ -258,20 +284,21 @@ fn attach_scores(
 
 /// Score the input rows with ONNX Runtime (`--backend onnx`).
 fn score_rows_onnx(args: &PredictArgs) -> Result<Vec<Value>> {
-    if args.device != "cpu" {
+    if args.dtype != DtypeArg::F32 {
         return Err(Error::invalid(format!(
-            "--backend onnx runs on the CPU, found --device {}",
-            args.device
+            "--backend onnx runs the exported graph in its own precision, found --dtype {}",
+            args.dtype.precision()
         ))
-        .with_hint("drop --device, or use --backend candle for CUDA"));
+        .with_hint("drop --dtype, or use --backend candle for bf16/f16"));
     }
-    let mut teacher = OnnxTeacher::new(
+    let mut teacher = OnnxTeacher::new_on(
         &args.model,
         &args.onnx_file,
         args.max_length,
         args.batch_size,
         None,
         None,
+        OnnxDevice::parse(&args.device)?,
     )?;
     let rows = read_pair_rows(&args.input)?;
     let activation = args.activation.resolve(teacher.default_activation());
@@ -288,9 +315,12 @@ fn score_rows_onnx(args: &PredictArgs) -> Result<Vec<Value>> {
 pub(super) fn run(args: PredictArgs) -> Result<Outcome> {
     let scored = match args.backend {
         Backend::Candle => {
+            let device = parse_device(&args.device)?;
+            args.dtype.precision().check_device(&device, "--dtype")?;
             let options = LoadOptions {
-                device: parse_device(&args.device)?,
+                device,
                 max_length: args.max_length,
+                dtype: args.dtype.precision(),
                 ..LoadOptions::default()
             };
             let model = load_pair_scorer(&args.model, None, &options)?;

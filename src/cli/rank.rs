@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::Value;
 
-use super::predict::ActivationArg;
+use super::predict::{ActivationArg, DtypeArg};
 use super::Outcome;
 use crate::error::{Error, Result};
 use crate::model::{parse_device, LoadOptions};
@@ -39,6 +39,9 @@ pub struct RankArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the forward pass (BERT, XLM-R, ELECTRA, ModernBERT); scores come out in f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
 }
 
 /// Read documents from a text or JSONL file.
@@ -78,8 +81,11 @@ pub fn read_documents(path: &Path) -> Result<Vec<String>> {
 }
 
 pub(super) fn run(args: RankArgs) -> Result<Outcome> {
+    let device = parse_device(&args.device)?;
+    args.dtype.precision().check_device(&device, "--dtype")?;
     let options = LoadOptions {
-        device: parse_device(&args.device)?,
+        device,
+        dtype: args.dtype.precision(),
         ..LoadOptions::default()
     };
     let model = load_pair_scorer(&args.model, None, &options)?;

@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use super::batch_tensors::BatchTensors;
 use super::config::EncoderConfig;
 use super::encoder::Encoder;
 use super::mode::Mode;
 use super::ops::Dropout;
+use super::precision::Precision;
 use super::source::ModelFiles;
 use super::weights::{LoadReport, Params};
 use crate::error::{Error, Result};
@@ -66,6 +67,14 @@ pub struct LoadOptions {
     pub layers: Option<Vec<usize>>,
     /// Seed of fresh head weights.
     pub seed: u64,
+    /// The precision of inference ([`CrossEncoder::forward_no_graph`], `predict`, embeddings):
+    /// not f32, the inference forward runs on a copy of the parameters cast once at load, which
+    /// later training steps do not update.
+    pub dtype: Precision,
+    /// The precision of the training forward ([`CrossEncoder::forward`]): not f32, each forward
+    /// casts the f32 parameters (differentiably) and upcasts the logits to f32 (mixed precision:
+    /// f32 master weights, gradients, optimizer state and loss).
+    pub train_precision: Precision,
 }
 
 impl Default for LoadOptions {
@@ -76,6 +85,8 @@ impl Default for LoadOptions {
             num_labels: None,
             layers: None,
             seed: 42,
+            dtype: Precision::F32,
+            train_precision: Precision::F32,
         }
     }
 }
@@ -92,6 +103,10 @@ pub struct CrossEncoder {
     device: Device,
     files: ModelFiles,
     load_report: LoadReport,
+    /// Precision of `inference`.
+    dtype: Precision,
+    /// Precision of the training forward.
+    train_precision: Precision,
 }
 
 impl std::fmt::Debug for CrossEncoder {
@@ -182,7 +197,7 @@ impl CrossEncoder {
             .with_hint("tokenizer.json and the weights must come from the same model (a trimmed vocabulary needs its trimmed tokenizer)"));
         }
         let encoder = Encoder::bind(&config, &params, true)?;
-        let inference = Encoder::bind(&config, &params, false)?;
+        let inference = Encoder::bind_as(&config, &params, false, options.dtype.dtype())?;
         Ok(Self {
             config,
             params,
@@ -192,6 +207,8 @@ impl CrossEncoder {
             device: options.device.clone(),
             files,
             load_report: report,
+            dtype: options.dtype,
+            train_precision: options.train_precision,
         })
     }
 
@@ -235,6 +252,16 @@ impl CrossEncoder {
         self.config.num_labels
     }
 
+    /// The precision of inference (`predict`, embeddings); scores come out in f32 whatever it is.
+    pub fn dtype(&self) -> Precision {
+        self.dtype
+    }
+
+    /// The precision of the training forward.
+    pub fn train_precision(&self) -> Precision {
+        self.train_precision
+    }
+
     /// The activation `predict` applies by default: the config's `activation_fn`, else sigmoid
     /// for one label and identity for several (as sentence-transformers).
     pub fn default_activation(&self) -> ScoreActivation {
@@ -271,8 +298,17 @@ impl CrossEncoder {
         BatchTensors::new(&padded, &self.config, &self.device)
     }
 
-    /// Logits `(B, num_labels)` for a batch; differentiable (records the backprop graph).
+    /// Logits `(B, num_labels)` in f32 for a batch; differentiable (records the backprop
+    /// graph). With a reduced training precision the parameters are cast for this forward and
+    /// the logits upcast to f32 (mixed precision).
     pub fn forward(&self, batch: &BatchTensors, mode: &mut Mode) -> Result<Tensor> {
+        if !self.train_precision.is_f32() {
+            let dtype = self.train_precision.dtype();
+            let encoder = Encoder::bind_as(&self.config, &self.params, true, dtype)?;
+            let hidden = encoder.hidden_states(&self.config, batch, mode, None)?;
+            let logits = encoder.head(&self.config, &hidden, batch, mode)?;
+            return Ok(logits.to_dtype(DType::F32)?);
+        }
         let hidden = self
             .encoder
             .hidden_states(&self.config, batch, mode, None)?;
@@ -283,12 +319,17 @@ impl CrossEncoder {
     /// graph: the same numbers as `forward(batch, &mut Mode::Eval)`, with each intermediate
     /// activation freed as soon as it is used. [`CrossEncoder::predict_logits`],
     /// [`CrossEncoder::embed`] and [`CrossEncoder::all_hidden_states`] run this way.
+    ///
+    /// The logits come out in f32 whatever the inference precision (upcast before any
+    /// activation, as sentence-transformers 6 does).
     pub fn forward_no_graph(&self, batch: &BatchTensors) -> Result<Tensor> {
         let hidden = self
             .inference
             .hidden_states(&self.config, batch, &mut Mode::Eval, None)?;
-        self.inference
-            .head(&self.config, &hidden, batch, &mut Mode::Eval)
+        Ok(self
+            .inference
+            .head(&self.config, &hidden, batch, &mut Mode::Eval)?
+            .to_dtype(DType::F32)?)
     }
 
     /// Logits for encoded pairs, with dropout when `dropout` is given; differentiable.
@@ -306,18 +347,22 @@ impl CrossEncoder {
     }
 
     /// Hidden states after the embeddings and after every layer (for layer-by-layer checks and
-    /// pooling); no backprop graph.
+    /// pooling), in f32; no backprop graph.
     pub fn all_hidden_states(&self, batch: &BatchTensors) -> Result<Vec<Tensor>> {
         let mut out = Vec::new();
         self.inference
             .hidden_states(&self.config, batch, &mut Mode::Eval, Some(&mut out))?;
-        Ok(out)
+        out.iter()
+            .map(|state| Ok(state.to_dtype(DType::F32)?))
+            .collect()
     }
 
-    /// The last layer's hidden states `(B, L, H)`; no backprop graph.
+    /// The last layer's hidden states `(B, L, H)` in f32; no backprop graph.
     pub fn last_hidden_state(&self, batch: &BatchTensors) -> Result<Tensor> {
-        self.inference
-            .hidden_states(&self.config, batch, &mut Mode::Eval, None)
+        Ok(self
+            .inference
+            .hidden_states(&self.config, batch, &mut Mode::Eval, None)?
+            .to_dtype(DType::F32)?)
     }
 
     /// Mean-pooled embeddings `(B, H)` of single texts (bi-encoder use of the encoder); no
@@ -516,6 +561,70 @@ mod tests {
             let scores = model.predict(&PAIRS, 2, ScoreActivation::Identity).unwrap();
             for (s, t) in scores.iter().zip(values(&trained.narrow(1, 0, 1).unwrap())) {
                 assert!((s - t).abs() <= 1e-6, "{name}: predict {s} vs forward {t}");
+            }
+        }
+    }
+
+    fn load_in(name: &str, options: LoadOptions) -> CrossEncoder {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        CrossEncoder::load(dir.to_str().unwrap(), None, &options).unwrap()
+    }
+
+    const ARCHITECTURES: [&str; 5] = [
+        "tiny-bert-ce",
+        "tiny-xlmr-ce",
+        "tiny-electra-ce",
+        "tiny-modernbert-cls-ce",
+        "tiny-modernbert-mean-ce",
+    ];
+
+    /// max |a − b| / max |a| over every logit.
+    fn relative_error(reference: &[Vec<f32>], other: &[Vec<f32>]) -> f32 {
+        let scale = reference
+            .iter()
+            .flatten()
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(1e-6);
+        reference
+            .iter()
+            .flatten()
+            .zip(other.iter().flatten())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale
+    }
+
+    #[test]
+    fn reduced_precision_inference_matches_f32_within_tolerance() {
+        // Reference: the f32 forward (pinned to torch by tests/integration/model_parity.rs).
+        // The same forward in bf16 (8 bits of mantissa) and f16 (11 bits) through the composed
+        // ops, LayerNorm and softmax in f32 inside, logits upcast to f32. Measured maxima on
+        // these fixtures: bf16 3.7e-2, f16 7.0e-3 of the largest |logit| (ModernBERT mean pooling).
+        for name in ARCHITECTURES {
+            let reference = load(name);
+            let expected = reference.predict_logits(&PAIRS, 2, &mut |_| {}).unwrap();
+            for (precision, tolerance) in [(Precision::Bf16, 5e-2), (Precision::F16, 1e-2)] {
+                let model = load_in(
+                    name,
+                    LoadOptions {
+                        dtype: precision,
+                        ..LoadOptions::default()
+                    },
+                );
+                assert_eq!(model.dtype(), precision);
+                let logits = model.predict_logits(&PAIRS, 2, &mut |_| {}).unwrap();
+                let error = relative_error(&expected, &logits);
+                eprintln!("{name} {precision}: relative error {error:.2e}");
+                assert!(
+                    error <= tolerance,
+                    "{name} {precision}: relative error {error} > {tolerance}"
+                );
+                assert_ne!(expected, logits, "{name} {precision}: ran in f32");
+                // Embeddings and hidden states come out in f32 too.
+                let batch = batch(&model);
+                assert_eq!(model.embed(&batch).unwrap().dtype(), DType::F32);
+                assert_eq!(model.last_hidden_state(&batch).unwrap().dtype(), DType::F32);
             }
         }
     }

@@ -64,11 +64,27 @@ impl Encoder {
         params: &Params,
         record_graph: bool,
     ) -> Result<Self> {
+        Self::bind_as(config, params, record_graph, DType::F32)
+    }
+
+    /// [`Encoder::bind`] with every parameter cast to `dtype` (`to_dtype`: differentiable, so
+    /// with `record_graph` the gradients reach the f32 parameters in f32). The forward then
+    /// runs in `dtype` through the composed ops (LayerNorm and softmax inside in f32). A cast
+    /// copy does not follow later in-place updates of the parameters: bind again.
+    pub(crate) fn bind_as(
+        config: &EncoderConfig,
+        params: &Params,
+        record_graph: bool,
+        dtype: DType,
+    ) -> Result<Self> {
         Ok(match config.architecture {
-            Architecture::ModernBert => {
-                Encoder::ModernBert(ModernBertEncoder::bind(config, params, record_graph)?)
-            }
-            _ => Encoder::Bert(BertEncoder::bind(config, params, record_graph)?),
+            Architecture::ModernBert => Encoder::ModernBert(ModernBertEncoder::bind(
+                config,
+                params,
+                record_graph,
+                dtype,
+            )?),
+            _ => Encoder::Bert(BertEncoder::bind(config, params, record_graph, dtype)?),
         })
     }
 
@@ -101,8 +117,10 @@ impl Encoder {
         }
     }
 
-    /// Mean of hidden states over real tokens `(B, H)` (bi-encoder pooling).
+    /// Mean of hidden states over real tokens `(B, H)` (bi-encoder pooling), in f32 whatever
+    /// the hidden states' dtype.
     pub(crate) fn mean_pool(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let hidden = hidden.to_dtype(DType::F32)?;
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
         let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
@@ -123,15 +141,21 @@ pub(crate) struct BertEncoder {
 }
 
 impl BertEncoder {
-    fn bind(config: &EncoderConfig, params: &Params, record_graph: bool) -> Result<Self> {
+    fn bind(
+        config: &EncoderConfig,
+        params: &Params,
+        record_graph: bool,
+        dtype: DType,
+    ) -> Result<Self> {
         let p = config.architecture.prefix();
         let get = |name: &str| -> Result<Tensor> {
             let tensor = params.get(name)?;
-            Ok(if record_graph {
+            let tensor = if record_graph {
                 tensor
             } else {
                 tensor.detach()
-            })
+            };
+            Ok(tensor.to_dtype(dtype)?)
         };
         let pair = |name: &str| -> Result<(Tensor, Tensor)> {
             Ok((

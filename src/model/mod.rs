@@ -25,6 +25,7 @@ mod modernbert_layout;
 pub mod ops;
 mod pair_scorer;
 mod param_spec;
+mod precision;
 pub mod rotary;
 mod source;
 pub mod trim;
@@ -39,6 +40,7 @@ pub use modernbert_config::{ModernBertPooling, ModernBertSettings};
 pub use ops::Dropout;
 pub use pair_scorer::PairScorer;
 pub use param_spec::{ParamKind, ParamSpec};
+pub use precision::Precision;
 pub use source::{looks_like_hub_id, model_reference, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,

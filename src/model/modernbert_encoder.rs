@@ -86,19 +86,21 @@ impl ModernBertEncoder {
         config: &EncoderConfig,
         params: &Params,
         record_graph: bool,
+        dtype: DType,
     ) -> Result<Self> {
         let settings = settings(config)?;
         let get = |name: &str| -> Result<Tensor> {
             let tensor = params.get(name)?;
-            Ok(if record_graph {
+            let tensor = if record_graph {
                 tensor
             } else {
                 tensor.detach()
-            })
+            };
+            Ok(tensor.to_dtype(dtype)?)
         };
         let zeros = Tensor::zeros(
             config.hidden_size,
-            DType::F32,
+            dtype,
             params.get("model.final_norm.weight")?.device(),
         )?;
         let norm = |name: &str| -> Result<Norm> {
@@ -116,7 +118,7 @@ impl ModernBertEncoder {
             let bias = if bias {
                 get(&format!("{name}.bias"))?
             } else {
-                Tensor::zeros(weight.dim(0)?, DType::F32, weight.device())?
+                Tensor::zeros(weight.dim(0)?, dtype, weight.device())?
             };
             Ok(Proj { weight, bias })
         };

@@ -196,13 +196,20 @@ pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> CResu
     layer_norm_composed(xs, gamma, beta, eps)
 }
 
-/// LayerNorm from differentiable candle ops (any device).
+/// LayerNorm from differentiable candle ops (any device). A bf16/f16 input is normalised in
+/// f32 (mean and variance of a row lose too much in 8 or 11 bits of mantissa) and the result
+/// cast back to the input's dtype, as PyTorch's reduced-precision `layer_norm` does.
 pub fn layer_norm_composed(
     xs: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
 ) -> CResult<Tensor> {
+    if xs.dtype() != DType::F32 {
+        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        return layer_norm_composed(&f32(xs)?, &f32(gamma)?, &f32(beta)?, eps)?
+            .to_dtype(xs.dtype());
+    }
     let mean = xs.mean_keepdim(D::Minus1)?;
     let centered = xs.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -307,8 +314,13 @@ pub fn masked_softmax(scores: &Tensor, key_mask: &Tensor) -> CResult<Tensor> {
     masked_softmax_composed(scores, key_mask)
 }
 
-/// Masked softmax from differentiable candle ops (any device).
+/// Masked softmax from differentiable candle ops (any device). bf16/f16 scores are
+/// exponentiated and normalised in f32 and the probabilities cast back to their dtype.
 pub fn masked_softmax_composed(scores: &Tensor, key_mask: &Tensor) -> CResult<Tensor> {
+    if scores.dtype() != DType::F32 {
+        return masked_softmax_composed(&scores.to_dtype(DType::F32)?, key_mask)?
+            .to_dtype(scores.dtype());
+    }
     let (batch, keys) = key_mask.dims2()?;
     let mut bias_shape = vec![batch];
     bias_shape.extend(std::iter::repeat_n(1, scores.rank() - 2));
@@ -513,7 +525,8 @@ pub fn attention(
     };
     let mut scores = (split(query)?.matmul(&split(key)?.t()?)? * scale)?;
     if let Some(window) = window {
-        scores = scores.broadcast_add(&band_bias(seq_len, window, query.device())?)?;
+        let bias = band_bias(seq_len, window, query.device())?.to_dtype(scores.dtype())?;
+        scores = scores.broadcast_add(&bias)?;
     }
     let probs = apply_mask(&masked_softmax(&scores, key_mask)?, dropout)?;
     probs

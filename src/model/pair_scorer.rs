@@ -1,6 +1,7 @@
 //! [`PairScorer`]: a cross-encoder in inference, whatever its architecture.
 
 use super::cross_encoder::{CrossEncoder, ScoreActivation};
+use super::precision::Precision;
 use super::source::ModelFiles;
 use crate::error::Result;
 
@@ -34,6 +35,12 @@ pub trait PairScorer: Send + Sync {
 
     /// The truncation length, special tokens included.
     fn max_length(&self) -> usize;
+
+    /// The precision the model computes in; logits come out in f32 whatever it is. F32 by
+    /// default (models that can only run in f32).
+    fn dtype(&self) -> Precision {
+        Precision::F32
+    }
 
     /// The activation `predict` applies by default: the model's saved `activation_fn`, else
     /// sigmoid for one label and identity for several (as sentence-transformers).
@@ -78,6 +85,10 @@ impl PairScorer for CrossEncoder {
 
     fn max_length(&self) -> usize {
         self.tokenizer().max_length()
+    }
+
+    fn dtype(&self) -> Precision {
+        CrossEncoder::dtype(self)
     }
 
     fn default_activation(&self) -> ScoreActivation {

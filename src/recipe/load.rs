@@ -16,6 +16,7 @@ use super::schema::{
     TeacherActivation, TeacherKind, TeacherSection, TrainSection, DATA_FORMATS, EVAL_KINDS,
     LOSS_KINDS, MAX_BATCH_SIZE, MAX_CHANNEL_CAPACITY,
 };
+use crate::model::Precision;
 use crate::params::{
     Kind, BOOLEAN, NON_EMPTY_STRING, NON_NEGATIVE_INTEGER, NUMBER, POSITIVE_INTEGER,
 };
@@ -726,21 +727,26 @@ impl Reader {
             );
         }
         let seed = self.non_negative_integer(&mut section, "seed");
-        let device = self.read(
-            &mut section,
-            "device",
-            "\"cpu\", \"cuda\" or \"cuda:N\"",
-            |node| match &node.value {
-                Value::String(device) if is_device(device) => Some(device.clone()),
-                _ => None,
-            },
-        );
+        let device = self.device(&mut section, "device");
         self.finish(section);
         Some(RunSection {
             output_dir: output_dir?,
             seed: seed.map_or(42, |seed| seed as u64),
             device: device.unwrap_or_else(|| "cpu".to_string()),
         })
+    }
+
+    /// A device name: "cpu", "cuda" or "cuda:N".
+    fn device(&mut self, section: &mut Section<'_>, name: &'static str) -> Option<String> {
+        self.read(
+            section,
+            name,
+            "\"cpu\", \"cuda\" or \"cuda:N\"",
+            |node| match &node.value {
+                Value::String(device) if is_device(device) => Some(device.clone()),
+                _ => None,
+            },
+        )
     }
 
     fn teacher(&mut self, mut section: Section<'_>) -> Option<TeacherSection> {
@@ -789,6 +795,24 @@ impl Reader {
             TeacherActivation::from_name,
         );
         let columns = self.strings(&mut section, "columns");
+        let dtype = self.word(
+            &mut section,
+            "dtype",
+            Precision::NAMES,
+            Precision::from_name,
+        );
+        if let (Some(TeacherKind::Onnx), Some(dtype)) = (kind, dtype) {
+            if !dtype.is_f32() {
+                let origin = section.table.get("dtype").map(|entry| entry.origin.clone());
+                self.report(
+                    origin.as_ref(),
+                    section.key_of("dtype"),
+                    format!("dtype = \"{dtype}\" is for kind = \"candle\" teachers; an onnx teacher runs the exported graph in the precision it was exported in"),
+                    Some("remove dtype, or export the model in that precision".to_string()),
+                );
+            }
+        }
+        let device = self.device(&mut section, "device");
         let line = section.origin.as_ref().and_then(Origin::line);
         self.finish(section);
         Some(TeacherSection {
@@ -799,6 +823,8 @@ impl Reader {
             batch_size: batch_size.unwrap_or(64),
             activation: activation.unwrap_or_default(),
             columns,
+            dtype: dtype.unwrap_or_default(),
+            device,
             line,
         })
     }
@@ -1052,6 +1078,9 @@ impl Reader {
         let load_best_model_at_end = self.boolean(&mut section, "load_best_model_at_end");
         let channel_capacity =
             self.positive_integer_at_most(&mut section, "channel_capacity", MAX_CHANNEL_CAPACITY);
+        let precision = self.word(&mut section, "precision", TRAIN_PRECISIONS, |name| {
+            Precision::from_name(name).filter(|p| *p != Precision::F16)
+        });
 
         let train = TrainSection {
             epochs: epochs.unwrap_or(defaults.epochs),
@@ -1075,6 +1104,7 @@ impl Reader {
             load_best_model_at_end: load_best_model_at_end
                 .unwrap_or(defaults.load_best_model_at_end),
             channel_capacity: channel_capacity.unwrap_or(defaults.channel_capacity),
+            precision: precision.unwrap_or(defaults.precision),
         };
         if epochs == Some(0) && train.max_steps == 0 {
             let origin = section
@@ -1180,6 +1210,10 @@ impl Reader {
 }
 
 /// `cpu`, `cuda` or `cuda:N`.
+/// The precisions `[train] precision` takes: f16 training needs loss scaling, which
+/// crossdistill does not do (bf16 has f32's range and needs none).
+const TRAIN_PRECISIONS: &[&str] = &["f32", "bf16"];
+
 fn is_device(device: &str) -> bool {
     match device {
         "cpu" | "cuda" => true,

@@ -97,6 +97,12 @@ fn teacher(teacher: &TeacherSection) -> Table {
     insert_some(&mut table, "max_length", teacher.max_length.map(integer));
     table.insert("batch_size".into(), integer(teacher.batch_size));
     table.insert("activation".into(), teacher.activation.name().into());
+    table.insert("dtype".into(), teacher.dtype.name().into());
+    insert_some(
+        &mut table,
+        "device",
+        teacher.device.clone().map(Value::from),
+    );
     insert_some(
         &mut table,
         "columns",
@@ -161,6 +167,7 @@ fn train(train: &TrainSection) -> Table {
         train.load_best_model_at_end.into(),
     );
     table.insert("channel_capacity".into(), integer(train.channel_capacity));
+    table.insert("precision".into(), train.precision.name().into());
     table
 }
 

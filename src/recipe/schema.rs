@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::Precision;
+
 /// `kind` values of `[[loss]]`: the snake_case names of the sentence-transformers CrossEncoder
 /// loss classes, read from the built-in loss table ([`crate::loss::BUILTIN_LOSSES`]).
 pub const LOSS_KINDS: &[&str] = &crate::loss::BUILTIN_KINDS;
@@ -157,6 +159,12 @@ pub struct TeacherSection {
     /// `columns`: the data columns this teacher reads, in order (parallel-data distillation);
     /// `None` = the same columns as the student.
     pub columns: Option<Vec<String>>,
+    /// `dtype`: the precision the teacher computes in (candle teachers; "f32", "bf16" or "f16").
+    /// Default f32. Part of the teacher fingerprint when not f32 (the scores differ).
+    pub dtype: Precision,
+    /// `device`: where the teacher runs ("cpu", "cuda", "cuda:N"); `None` = `run.device`. Not
+    /// part of the fingerprint (a model scores the same on any device).
+    pub device: Option<String>,
     /// Line of the section header in the recipe file (`None` when it came from `--set`).
     pub line: Option<usize>,
 }
@@ -171,6 +179,8 @@ impl PartialEq for TeacherSection {
             && self.batch_size == other.batch_size
             && self.activation == other.activation
             && self.columns == other.columns
+            && self.dtype == other.dtype
+            && self.device == other.device
     }
 }
 
@@ -466,6 +476,9 @@ pub struct TrainSection {
     pub load_best_model_at_end: bool,
     /// Batches the producer thread may run ahead of the trainer (>= 1). Default 4.
     pub channel_capacity: usize,
+    /// `precision`: "f32", or "bf16" mixed precision (bf16 forward, f32 master weights,
+    /// gradients, optimizer state and loss; CUDA only). Default f32.
+    pub precision: Precision,
 }
 
 impl Default for TrainSection {
@@ -491,6 +504,7 @@ impl Default for TrainSection {
             metric_for_best_model: None,
             load_best_model_at_end: false,
             channel_capacity: 32,
+            precision: Precision::F32,
         }
     }
 }

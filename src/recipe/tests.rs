@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::model::Precision;
 
 /// A temporary directory holding `recipes/x.toml` (and whatever a test adds), used as the
 /// working directory.
@@ -93,6 +94,7 @@ onnx_file = "model.onnx"
 max_length = 256
 batch_size = 32
 activation = "sigmoid"
+device = "cuda:1"
 
 [cache]
 dir = "cache"
@@ -146,6 +148,7 @@ on_nan = "skip"
 metric_for_best_model = "eval/dev/ndcg@10"
 load_best_model_at_end = true
 channel_capacity = 8
+precision = "bf16"
 
 [[eval]]
 kind = "reranking"
@@ -184,6 +187,8 @@ fn the_design_example_loads_with_every_field_as_written() {
     assert_eq!(teacher.max_length, Some(256));
     assert_eq!(teacher.batch_size, 32);
     assert_eq!(teacher.activation, TeacherActivation::Sigmoid);
+    assert_eq!(teacher.device.as_deref(), Some("cuda:1"));
+    assert_eq!(teacher.dtype, Precision::F32);
     assert_eq!(teacher.columns, None);
     assert_eq!(teacher.line, Some(line_of(DESIGN_EXAMPLE, "[teacher]")));
 
@@ -276,6 +281,7 @@ fn the_design_example_loads_with_every_field_as_written() {
             metric_for_best_model: Some("eval/dev/ndcg@10".to_string()),
             load_best_model_at_end: true,
             channel_capacity: 8,
+            precision: Precision::Bf16,
         }
     );
 
@@ -342,6 +348,8 @@ fn teacher_defaults_and_label_default_with_a_teacher() {
     let teacher = &recipe.teachers[0];
     assert_eq!(teacher.batch_size, 64);
     assert_eq!(teacher.activation, TeacherActivation::Identity);
+    assert_eq!(teacher.device, None);
+    assert_eq!(teacher.dtype, Precision::F32);
     assert_eq!(teacher.onnx_file, None);
     assert_eq!(recipe.losses[0].labels, LabelSource::Teacher);
 }
@@ -660,6 +668,8 @@ fn unknown_words_list_the_allowed_ones() {
         ("train", "batch_sampler = \"round_robin\"", "train.batch_sampler", "expected one of \"default\", \"no_duplicates\", found string \"round_robin\""),
         ("train", "on_nan = \"ignore\"", "train.on_nan", "expected one of \"stop\", \"skip\", found string \"ignore\""),
         ("data.train", "format = \"xlsx\"", "data.train.format", "expected one of \"jsonl\", \"csv\", \"tsv\", \"parquet\", found string \"xlsx\""),
+        ("train", "precision = \"f16\"", "train.precision", "expected one of \"f32\", \"bf16\", found string \"f16\""),
+        ("run", "device = \"gpu\"", "run.device", "expected \"cpu\", \"cuda\" or \"cuda:N\", found string \"gpu\""),
     ];
     for (section, line, key, message) in cases {
         let text = with_line(section, line);
@@ -682,6 +692,29 @@ fn unknown_words_list_the_allowed_ones() {
         "{}",
         shown[1]
     );
+
+    // A teacher's dtype and device: candle teachers take any precision; an onnx teacher runs its
+    // export's, and says so.
+    let text = format!(
+        "{MINIMAL}\n[teacher]\nkind = \"candle\"\nmodel = \"org/t\"\ndtype = \"bf16\"\ndevice = \"cuda:2\"\n"
+    );
+    let recipe = Workspace::new().load(&text, &[]).expect("valid recipe");
+    assert_eq!(recipe.teachers[0].dtype, Precision::Bf16);
+    assert_eq!(recipe.teachers[0].device.as_deref(), Some("cuda:2"));
+    let text = format!(
+        "{MINIMAL}\n[teacher]\nkind = \"onnx\"\nmodel = \"org/t\"\ndtype = \"f16\"\ndevice = \"tpu\"\n"
+    );
+    let problems = Workspace::new().check(&text, &[]);
+    let shown: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    assert_eq!(problems.len(), 2, "{shown:#?}");
+    assert_eq!(problems[0].key, "teacher.dtype");
+    assert!(
+        shown[0].contains("dtype = \"f16\" is for kind = \"candle\" teachers"),
+        "{}",
+        shown[0]
+    );
+    assert_eq!(problems[1].key, "teacher.device");
+    assert!(shown[1].contains("found string \"tpu\""), "{}", shown[1]);
 
     let text = MINIMAL.replace("binary_cross_entropy", "margin_mes");
     single_problem(

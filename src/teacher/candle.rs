@@ -28,7 +28,8 @@ impl CandleTeacher {
 
     /// Wrap a loaded model of any architecture. The fingerprint covers the architecture
     /// (`model_type`), config.json, the weight files, tokenizer.json, the truncation length, the
-    /// activation and [`PairScorer::scoring_fingerprint`] (a chat template).
+    /// activation, the precision when it is not f32, and [`PairScorer::scoring_fingerprint`] (a
+    /// chat template). The device is not part of it: a model scores the same on any device.
     pub fn from_boxed(
         model: Box<dyn PairScorer>,
         batch_size: usize,
@@ -53,6 +54,11 @@ impl CandleTeacher {
             model.max_length(),
             activation
         );
+        // Reduced precision changes the scores: a bf16 teacher's scores must not be served from
+        // (or into) an f32 teacher's cache entries. f32 keeps the fingerprint it always had.
+        if !model.dtype().is_f32() {
+            fingerprint.push_str(&format!("|dtype={}", model.dtype()));
+        }
         let scoring = model.scoring_fingerprint();
         if !scoring.is_empty() {
             fingerprint.push('|');
@@ -87,11 +93,17 @@ impl Teacher for CandleTeacher {
     }
 
     fn describe(&self) -> String {
+        let dtype = self.model.dtype();
         format!(
-            "{} (candle, {}, {:?})",
+            "{} (candle, {}, {:?}{})",
             self.model.files().reference(),
             self.model.model_type(),
-            self.activation
+            self.activation,
+            if dtype.is_f32() {
+                String::new()
+            } else {
+                format!(", {dtype}")
+            }
         )
     }
 }

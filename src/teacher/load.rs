@@ -51,6 +51,7 @@ pub fn load_pair_scorer(
 ) -> Result<Box<dyn PairScorer>> {
     let files = ModelFiles::locate(spec, base_dir)?;
     if is_causal_lm_reranker(&files.config) {
+        check_f32_only(options, &files, "a causal-LM reranker")?;
         return Ok(Box::new(CausalLmReranker::load(
             files,
             options.max_length,
@@ -62,7 +63,10 @@ pub fn load_pair_scorer(
         "bert" | "xlm-roberta" | "roberta" | "electra" | "modernbert" => {
             Box::new(CrossEncoder::from_files(files, options)?)
         }
-        "deberta-v2" => Box::new(DebertaV2CrossEncoder::from_files(files, options)?),
+        "deberta-v2" => {
+            check_f32_only(options, &files, "a deberta-v2 model")?;
+            Box::new(DebertaV2CrossEncoder::from_files(files, options)?)
+        }
         other => {
             let found = if other.is_empty() {
                 "no model_type".to_string()
@@ -81,6 +85,22 @@ pub fn load_pair_scorer(
         }
     };
     Ok(model)
+}
+
+/// The models that run only in f32 refuse another precision (rather than score in f32 under a
+/// bf16 name, which would also mislabel their cached scores).
+fn check_f32_only(options: &LoadOptions, files: &ModelFiles, what: &str) -> Result<()> {
+    if options.dtype.is_f32() {
+        return Ok(());
+    }
+    Err(Error::model(
+        &files.name,
+        format!(
+            "dtype {} asked for, but {what} runs in f32 only (bf16/f16 inference covers bert, xlm-roberta, roberta, electra and modernbert)",
+            options.dtype
+        ),
+    )
+    .with_hint("use dtype \"f32\" (--dtype f32, or drop `dtype` from [teacher]) for this model"))
 }
 
 /// [`load_pair_scorer`] wrapped as a teacher: scores are the first logit after `activation`

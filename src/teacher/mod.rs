@@ -24,7 +24,7 @@ pub use causal_lm::{is_causal_lm_reranker, CausalLmReranker, LogitScoreConfig};
 pub use deberta::{DebertaV2Config, DebertaV2CrossEncoder};
 pub use ensemble::Ensemble;
 pub use load::{load_candle_teacher, load_pair_scorer, CANDLE_MODEL_TYPES};
-pub use onnx::{OnnxSignature, OnnxTeacher};
+pub use onnx::{OnnxDevice, OnnxSignature, OnnxTeacher};
 
 use crate::error::Result;
 

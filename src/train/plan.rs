@@ -14,7 +14,7 @@ use crate::recipe::{
     BatchSampler, DataSection, LabelSource, OnNan, Recipe, Scheduler, TeacherActivation,
     TeacherKind,
 };
-use crate::teacher::{load_candle_teacher, Ensemble, OnnxTeacher, Teacher};
+use crate::teacher::{load_candle_teacher, Ensemble, OnnxDevice, OnnxTeacher, Teacher};
 
 use super::schedule::{Schedule, ScheduleKind};
 
@@ -215,15 +215,22 @@ fn activation(activation: TeacherActivation) -> ScoreActivation {
     }
 }
 
-/// Load the teachers of a recipe (an ensemble when there are several).
+/// Load the teachers of a recipe (an ensemble when there are several), each on its own
+/// `device` when it names one, else on `device` (the run's).
 pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn Teacher>>> {
     let mut members: Vec<Box<dyn Teacher>> = Vec::new();
     for section in &recipe.teachers {
         match section.kind {
             TeacherKind::Candle => {
+                let device = match &section.device {
+                    Some(name) => parse_device(name)?,
+                    None => device.clone(),
+                };
+                section.dtype.check_device(&device, "teacher.dtype")?;
                 let options = LoadOptions {
-                    device: device.clone(),
+                    device,
                     max_length: section.max_length,
+                    dtype: section.dtype,
                     ..LoadOptions::default()
                 };
                 members.push(Box::new(load_candle_teacher(
@@ -240,13 +247,20 @@ pub fn build_teacher(recipe: &Recipe, device: &Device) -> Result<Option<Box<dyn 
                     .local_path()
                     .map_or_else(|| section.model.spec.clone(), |p| p.display().to_string());
                 let onnx_file = section.onnx_file.as_deref().unwrap_or("model.onnx");
-                members.push(Box::new(OnnxTeacher::new(
+                // ONNX Runtime runs on the CPU unless this teacher names a GPU itself: the
+                // run's CUDA device is for candle, and onnxruntime-gpu is a separate install.
+                let device = match &section.device {
+                    Some(name) => OnnxDevice::parse(name)?,
+                    None => OnnxDevice::Cpu,
+                };
+                members.push(Box::new(OnnxTeacher::new_on(
                     &model,
                     onnx_file,
                     section.max_length,
                     section.batch_size,
                     Some(activation(section.activation)),
                     None,
+                    device,
                 )?));
             }
         }
@@ -262,12 +276,18 @@ impl Plan {
     /// Build the plan: load models, build losses, count the data.
     pub fn build(recipe: Recipe, registry: &LossRegistry) -> Result<Self> {
         let device = parse_device(&recipe.run.device)?;
+        recipe
+            .train
+            .precision
+            .check_device(&device, "train.precision")?;
         let student_options = LoadOptions {
             device: device.clone(),
             max_length: recipe.student.max_length,
             num_labels: Some(recipe.student.num_labels),
             layers: recipe.student.layers.clone(),
             seed: recipe.run.seed,
+            train_precision: recipe.train.precision,
+            ..LoadOptions::default()
         };
         let load_student = || {
             CrossEncoder::load(

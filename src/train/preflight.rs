@@ -28,6 +28,29 @@ pub fn check_inputs(recipe: &Recipe, display_path: &Path) -> Vec<Problem> {
     if let Err(error) = missing_model(&recipe.student.model) {
         report("student.model", None, error);
     }
+    // Reduced precision on a CPU device (the run's, or a candle teacher's own) is refused by
+    // `train`; say so before it runs.
+    let cpu = |name: &str| name == "cpu";
+    if cpu(&recipe.run.device) {
+        if let Err(error) = recipe
+            .train
+            .precision
+            .check_device(&candle_core::Device::Cpu, "train.precision")
+        {
+            report("train.precision", None, error);
+        }
+    }
+    for (index, teacher) in recipe.teachers.iter().enumerate() {
+        let device = teacher.device.as_deref().unwrap_or(&recipe.run.device);
+        if teacher.kind == crate::recipe::TeacherKind::Candle && cpu(device) {
+            if let Err(error) = teacher
+                .dtype
+                .check_device(&candle_core::Device::Cpu, "teacher.dtype")
+            {
+                report(&format!("teacher.{index}.dtype"), teacher.line, error);
+            }
+        }
+    }
     for (index, teacher) in recipe.teachers.iter().enumerate() {
         if let Err(error) = missing_model(&teacher.model) {
             report(&format!("teacher.{index}.model"), teacher.line, error);

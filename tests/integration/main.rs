@@ -16,6 +16,7 @@ mod multilingual;
 mod non_finite;
 mod onnx_teacher;
 mod pipeline;
+mod precision;
 mod predict_cli;
 mod resume_kill;
 mod st_parity;

@@ -18,6 +18,7 @@
 //! Three parts: `runtime` finds and loads ONNX Runtime, `signature` checks the graph's inputs
 //! and outputs, `model_files` locates the files and reads config.json; this file is the teacher.
 
+mod device;
 mod model_files;
 mod runtime;
 mod signature;
@@ -28,6 +29,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
+pub use self::device::OnnxDevice;
 use self::model_files::{locate, resolve_max_length, st_activation, TeacherConfig};
 use self::runtime::runtime;
 pub use self::signature::OnnxSignature;
@@ -38,7 +40,8 @@ use crate::fingerprint::file_hash;
 use crate::model::ScoreActivation;
 use crate::tokenize::{in_length_sorted_batches, EncodedPair, PairTokenizer};
 
-/// A cross-encoder teacher run by ONNX Runtime on the CPU.
+/// A cross-encoder teacher run by ONNX Runtime (on the CPU, or on a GPU through the CUDA
+/// execution provider: [`OnnxDevice`]).
 pub struct OnnxTeacher {
     session: Session,
     tokenizer: PairTokenizer,
@@ -92,6 +95,30 @@ impl OnnxTeacher {
         activation: Option<ScoreActivation>,
         threads: Option<usize>,
     ) -> Result<Self> {
+        Self::new_on(
+            model,
+            onnx_file,
+            max_length,
+            batch_size,
+            activation,
+            threads,
+            OnnxDevice::Cpu,
+        )
+    }
+
+    /// [`OnnxTeacher::new`] on `device`: with [`OnnxDevice::Cuda`], ONNX Runtime's CUDA
+    /// execution provider on that GPU. A provider that cannot be registered (a CPU-only
+    /// onnxruntime library) is an error naming `onnxruntime-gpu`, never a silent fallback to the
+    /// CPU. The device is not part of the fingerprint.
+    pub fn new_on(
+        model: &str,
+        onnx_file: &str,
+        max_length: Option<usize>,
+        batch_size: usize,
+        activation: Option<ScoreActivation>,
+        threads: Option<usize>,
+        device: OnnxDevice,
+    ) -> Result<Self> {
         if batch_size == 0 {
             return Err(Error::invalid(
                 "teacher batch_size must be at least 1, found 0",
@@ -144,6 +171,8 @@ impl OnnxTeacher {
             .map_err(|e| ort_error("set the optimisation level for", e.into()))?
             .with_intra_threads(threads)
             .map_err(|e| ort_error("set the thread count for", e.into()))?
+            .with_execution_providers(device.execution_providers())
+            .map_err(|e| device.registration_error(model, &e.into()))?
             .commit_from_file(&files.onnx)
             .map_err(|e| ort_error("load", e))?;
         let inputs: Vec<OnnxPort> = session.inputs().iter().map(OnnxPort::from_outlet).collect();
