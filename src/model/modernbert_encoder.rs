@@ -44,6 +44,18 @@ struct Proj {
 }
 
 impl Proj {
+    /// Three projections from the three equal row blocks of this one.
+    fn split_rows(&self) -> Result<[Proj; 3]> {
+        let rows = self.weight.dim(0)? / 3;
+        let block = |i: usize| -> Result<Proj> {
+            Ok(Proj {
+                weight: self.weight.narrow(0, i * rows, rows)?,
+                bias: self.bias.narrow(0, i * rows, rows)?,
+            })
+        };
+        Ok([block(0)?, block(1)?, block(2)?])
+    }
+
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(linear(xs, &self.weight, Some(&self.bias))?)
     }
@@ -52,7 +64,11 @@ impl Proj {
 struct Layer {
     /// `None` on layer 0 (transformers uses an identity there).
     attn_norm: Option<Norm>,
-    wqkv: Proj,
+    /// The query, key and value rows of `Wqkv` (row views of the one parameter): three products
+    /// whose outputs are already the separate projections, so the backward pass adds three
+    /// weight-sized gradient blocks instead of zero-padding three activation-sized ones, as
+    /// splitting one product's output with `narrow` does.
+    qkv: [Proj; 3],
     wo: Proj,
     mlp_norm: Norm,
     wi: Proj,
@@ -131,7 +147,7 @@ impl ModernBertEncoder {
                 } else {
                     Some(norm(&format!("{l}.attn_norm"))?)
                 },
-                wqkv: proj(&format!("{l}.attn.Wqkv"), settings.attention_bias)?,
+                qkv: proj(&format!("{l}.attn.Wqkv"), settings.attention_bias)?.split_rows()?,
                 wo: proj(&format!("{l}.attn.Wo"), settings.attention_bias)?,
                 mlp_norm: norm(&format!("{l}.mlp_norm"))?,
                 wi: proj(&format!("{l}.mlp.Wi"), settings.mlp_bias)?,
@@ -183,15 +199,15 @@ impl ModernBertEncoder {
                 Some(n) => norm(&xs, n)?,
                 None => xs.clone(),
             };
-            let qkv = layer.wqkv.forward(&normed)?;
             let (table, window) = if layer.global {
                 (&global_table, None)
             } else {
                 (&local_table, Some(settings.half_window()))
             };
-            let query = rotary(&qkv.narrow(D::Minus1, 0, h)?, table)?;
-            let key = rotary(&qkv.narrow(D::Minus1, h, h)?, table)?;
-            let value = qkv.narrow(D::Minus1, 2 * h, h)?;
+            let [wq, wk, wv] = &layer.qkv;
+            let query = rotary(&wq.forward(&normed)?, table)?;
+            let key = rotary(&wk.forward(&normed)?, table)?;
+            let value = wv.forward(&normed)?;
             let probs_dropout =
                 mode.mask(b_sz * heads * seq_len * seq_len, settings.attention_dropout);
             let context = attention(
