@@ -21,6 +21,12 @@ const MODELS: [(&str, &str); 4] = [
     ("tiny-electra-ce", "electra"),
 ];
 
+/// DeBERTa settings the v3 fixture does not have (see make_modern_teachers.py):
+/// tiny-deberta-v2-ce: exact relative positions clamped at 12, `pos_att_type` "c2p|p2c",
+/// separate position projections, absolute positions, token types, `embed_proj`;
+/// tiny-deberta-c2p-ce: c2p only with a separate `pos_key_proj`, log buckets, ReLU.
+const DEBERTA_VARIANTS: [&str; 2] = ["tiny-deberta-v2-ce", "tiny-deberta-c2p-ce"];
+
 /// Pairs of a fixture's expected.jsonl and sentence-transformers' logits for them.
 fn reference(name: &str) -> (Vec<(String, String)>, Vec<f32>) {
     let rows = expected_rows(name);
@@ -67,6 +73,34 @@ fn candle_teachers_match_sentence_transformers() {
         assert_eq!(model.num_labels(), 1);
         assert_eq!(model.default_activation(), ScoreActivation::Sigmoid);
         // One pair at a time, the reference's batches of 4, and one padded batch of all.
+        for batch_size in [1, 4, pairs.len()] {
+            let logits: Vec<f32> = model
+                .predict_logits(&pairs, batch_size, &mut |_| {})
+                .unwrap()
+                .into_iter()
+                .map(|row| row[0])
+                .collect();
+            let diff = max_abs_diff(&logits, &want);
+            eprintln!(
+                "{name} batch {batch_size}: max |Δlogit| vs sentence-transformers {diff:.2e}"
+            );
+            assert!(diff <= 1e-4, "{name} batch {batch_size}: |Δ| = {diff}");
+        }
+    }
+}
+
+#[test]
+fn deberta_variants_match_sentence_transformers() {
+    for name in DEBERTA_VARIANTS {
+        let (pairs, want) = reference(name);
+        let pairs = as_refs(&pairs);
+        let model = load_pair_scorer(
+            fixture(name).to_str().unwrap(),
+            None,
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.model_type(), "deberta-v2");
         for batch_size in [1, 4, pairs.len()] {
             let logits: Vec<f32> = model
                 .predict_logits(&pairs, batch_size, &mut |_| {})
