@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::debertav2::{Config, HiddenAct as DebertaAct};
 
-use super::dense_inference::{activate, add_layer_norm, dense};
+use super::dense_inference::{activate, add_layer_norm, dense, dense_into};
 use super::disentangled_attention::{disentangled_attention, AttentionShape, RelativeTermInput};
 use super::hidden_act::HiddenAct;
 use super::relative_position::{RelativeIndex, RelativeTerm};
@@ -45,6 +45,10 @@ impl Dense {
 
     fn forward(&self, xs: &[f32], rows: usize, act: Option<HiddenAct>) -> Vec<f32> {
         dense(xs, rows, &self.weight, self.bias.as_deref(), act)
+    }
+
+    fn forward_into(&self, xs: &[f32], rows: usize, act: Option<HiddenAct>, ys: &mut Vec<f32>) {
+        dense_into(xs, rows, &self.weight, self.bias.as_deref(), act, ys)
     }
 }
 
@@ -366,8 +370,11 @@ impl DebertaV2Encoder {
             heads: self.heads,
             head_dim: self.head_dim,
         };
+        // Buffers reused from layer to layer: (B · L) rows of 3 · width, hidden and intermediate
+        // values are tens of megabytes at base shape, and fresh ones cost a page fault per 4 KiB.
+        let (mut qkv, mut attn, mut inter) = (Vec::new(), Vec::new(), Vec::new());
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(&xs, tokens, None);
+            layer.qkv.forward_into(&xs, tokens, None, &mut qkv);
             let (c2p, p2c) = match &indices {
                 Some((c2p, p2c)) => (
                     term(&layer.pos_key, c2p.as_ref()),
@@ -376,8 +383,9 @@ impl DebertaV2Encoder {
                 None => (None, None),
             };
             let context = disentangled_attention(&qkv, attention_mask, shape, self.scale, c2p, p2c);
-            drop(qkv);
-            let mut attn = layer.attn_out.forward(&context, tokens, None);
+            layer
+                .attn_out
+                .forward_into(&context, tokens, None, &mut attn);
             add_layer_norm(
                 &mut attn,
                 Some(&xs),
@@ -385,8 +393,10 @@ impl DebertaV2Encoder {
                 &layer.attn_norm.beta,
                 self.layer_norm_eps,
             );
-            let inter = layer.inter.forward(&attn, tokens, Some(self.hidden_act));
-            xs = layer.out.forward(&inter, tokens, None);
+            layer
+                .inter
+                .forward_into(&attn, tokens, Some(self.hidden_act), &mut inter);
+            layer.out.forward_into(&inter, tokens, None, &mut xs);
             add_layer_norm(
                 &mut xs,
                 Some(&attn),

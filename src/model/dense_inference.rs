@@ -27,6 +27,21 @@ pub(super) fn dense(
     bias: Option<&[f32]>,
     act: Option<HiddenAct>,
 ) -> Vec<f32> {
+    let mut ys = Vec::new();
+    dense_into(xs, rows, weight, bias, act, &mut ys);
+    ys
+}
+
+/// [`dense`] written into `ys` (resized), so that a caller running layer after layer reuses one
+/// buffer instead of faulting in fresh pages for every output.
+pub(super) fn dense_into(
+    xs: &[f32],
+    rows: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<HiddenAct>,
+    ys: &mut Vec<f32>,
+) {
     let in_dim = xs.len() / rows.max(1);
     let out_dim = weight.len() / in_dim.max(1);
     assert!(
@@ -35,14 +50,17 @@ pub(super) fn dense(
         xs.len(),
         weight.len()
     );
-    let mut ys = vec![0f32; rows * out_dim];
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), out_dim, "dense: bias length");
-        ys.par_chunks_mut(out_dim * PAR_ROWS).for_each(|block| {
-            block
-                .chunks_mut(out_dim)
-                .for_each(|row| row.copy_from_slice(bias))
-        });
+    ys.resize(rows * out_dim, 0.0);
+    match bias {
+        Some(bias) => {
+            assert_eq!(bias.len(), out_dim, "dense: bias length");
+            ys.par_chunks_mut(out_dim * PAR_ROWS).for_each(|block| {
+                block
+                    .chunks_mut(out_dim)
+                    .for_each(|row| row.copy_from_slice(bias))
+            });
+        }
+        None => ys.fill(0.0),
     }
     if rows > 0 && in_dim > 0 {
         // SAFETY: ys holds rows × out; xs is (rows, in) and W (out, in), both contiguous.
@@ -64,7 +82,6 @@ pub(super) fn dense(
         ys.par_chunks_mut(out_dim * PAR_ROWS)
             .for_each(|block| activate(block, act));
     }
-    ys
 }
 
 /// `act` applied in place, element by element.
