@@ -149,7 +149,6 @@ fn the_sliding_window_and_the_rope_thetas_change_modernbert_scores() {
     // inputs), or with the two rope thetas swapped, give other logits.
     let (pairs, want) = reference("tiny-modernbert-cls-ce");
     let pairs = as_refs(&pairs);
-    type ConfigEdit = (&'static str, fn(&mut serde_json::Value));
     let edits: [ConfigEdit; 2] = [
         ("window 64", |c| c["local_attention"] = 64.into()),
         ("thetas swapped", |c| {
@@ -158,24 +157,60 @@ fn the_sliding_window_and_the_rope_thetas_change_modernbert_scores() {
         }),
     ];
     for (what, edit) in edits {
-        let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(fixture("tiny-modernbert-cls-ce")).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-        let config_path = dir.path().join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-        edit(&mut config);
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let model =
-            load_pair_scorer(dir.path().to_str().unwrap(), None, &LoadOptions::default()).unwrap();
-        let logits: Vec<f32> = model
-            .predict_logits(&pairs, 4, &mut |_| {})
-            .unwrap()
-            .into_iter()
-            .map(|row| row[0])
-            .collect();
+        let logits = logits_with_edited_config("tiny-modernbert-cls-ce", edit, &pairs);
+        let diff = max_abs_diff(&logits, &want);
+        assert!(diff > 1e-3, "{what}: |Δ| = {diff} should be far above 1e-4");
+    }
+}
+
+type ConfigEdit = (&'static str, fn(&mut serde_json::Value));
+
+/// Logits of a copy of fixture `name` whose config.json went through `edit`.
+fn logits_with_edited_config(
+    name: &str,
+    edit: fn(&mut serde_json::Value),
+    pairs: &[(&str, &str)],
+) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let config_path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let model =
+        load_pair_scorer(dir.path().to_str().unwrap(), None, &LoadOptions::default()).unwrap();
+    model
+        .predict_logits(pairs, 4, &mut |_| {})
+        .unwrap()
+        .into_iter()
+        .map(|row| row[0])
+        .collect()
+}
+
+#[test]
+fn deberta_relative_attention_settings_change_the_scores() {
+    // What 1e-4 catches: the same weights without the p2c term, without relative attention, or
+    // with other log buckets (max_relative_positions 10 instead of max_position_embeddings 64)
+    // give other logits.
+    let (pairs, want) = reference("tiny-deberta-v3-ce");
+    let pairs = as_refs(&pairs);
+    let edits: [ConfigEdit; 3] = [
+        ("c2p only", |c| {
+            c["pos_att_type"] = serde_json::json!(["c2p"])
+        }),
+        ("no relative attention", |c| {
+            c["relative_attention"] = false.into()
+        }),
+        ("max_relative_positions 10", |c| {
+            c["max_relative_positions"] = 10.into()
+        }),
+    ];
+    for (what, edit) in edits {
+        let logits = logits_with_edited_config("tiny-deberta-v3-ce", edit, &pairs);
         let diff = max_abs_diff(&logits, &want);
         assert!(diff > 1e-3, "{what}: |Δ| = {diff} should be far above 1e-4");
     }
@@ -319,7 +354,8 @@ fn eval_cli_scores_with_each_new_architecture() {
 
 #[test]
 fn onnx_teacher_matches_sentence_transformers_on_the_exports() {
-    for (name, _) in MODELS {
+    let names = MODELS.iter().map(|(name, _)| *name).chain(DEBERTA_VARIANTS);
+    for name in names {
         let (pairs, want) = reference(name);
         let pairs = as_refs(&pairs);
         let mut teacher = OnnxTeacher::new(
@@ -334,7 +370,7 @@ fn onnx_teacher_matches_sentence_transformers_on_the_exports() {
         let signature = teacher.signature();
         assert_eq!(
             signature.token_type_ids,
-            name == "tiny-electra-ce",
+            name == "tiny-electra-ce" || name == "tiny-deberta-v2-ce",
             "{name}"
         );
         assert_eq!(
