@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crossdistill::error::{Error, Result};
 use crossdistill::model::LoadOptions;
+use crossdistill::process_settings::tune_process;
 use crossdistill::teacher::load_pair_scorer;
 use serde_json::{json, Value};
 
@@ -37,6 +38,9 @@ fn read_pairs(path: &str) -> Result<Vec<(String, String)>> {
 }
 
 fn main() -> Result<()> {
+    // The binary's process settings (allocator, candle threads), so that the figures are what
+    // `crossdistill predict` and a `[teacher]` get.
+    tune_process();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
         return Err(Error::invalid(

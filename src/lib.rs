@@ -26,6 +26,7 @@ pub mod fingerprint;
 pub mod fsutil;
 pub mod hub;
 pub mod params;
+pub mod process_settings;
 
 // Inputs: rows of text from JSONL/CSV/Parquet, and their tokens.
 pub mod data;

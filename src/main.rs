@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crossdistill::cli::{run, Outcome};
+use crossdistill::process_settings::tune_process;
 
 fn main() -> ExitCode {
     tune_process();
@@ -14,26 +15,5 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Process-wide settings for a teacher and a trainer that compute side by side (measured in
-/// bench/overlap-cores.sh; README, Performance):
-/// - candle's elementwise ops run on one shared worker pool whose callers take turns and whose
-///   workers spin between ops, so the teacher's and the trainer's ops queued behind each other:
-///   with `CANDLE_NUM_THREADS=1` they run on the calling thread (the matrix products, attention
-///   and LayerNorm stay parallel on rayon). A value the user sets is kept.
-/// - glibc returned every large freed tensor to the kernel and faulted fresh pages in for the
-///   next, and each unmap interrupts every core running one of the process's threads: blocks up
-///   to 32 MiB are now served from and returned to the heap, which is trimmed only above 1 GiB.
-fn tune_process() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
