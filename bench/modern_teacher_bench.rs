@@ -37,6 +37,9 @@ fn read_pairs(path: &str) -> Result<Vec<(String, String)>> {
 }
 
 fn main() -> Result<()> {
+    // The binary's process settings (allocator, candle threads), so that the figures are what
+    // `crossdistill predict` and a `[teacher]` get.
+    crossdistill::process::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
         return Err(Error::invalid(

@@ -6,6 +6,8 @@
 #
 #   bench/modern_teachers.sh [N_PAIRS] [REPS]       (defaults 256 and 3)
 #
+# MODELS="deberta-v3 electra" times only those (default: modernbert deberta-v3 electra
+# qwen3-reranker).
 # Needs a Python venv with torch, transformers and sentence-transformers ($PEER_PYTHON, default
 # /work/venv-ref/bin/python). Writes to $OUT (default /tmp/modern-teachers-bench).
 set -euo pipefail
@@ -15,6 +17,7 @@ n_pairs="${1:-256}"
 reps="${2:-3}"
 python="${PEER_PYTHON:-/work/venv-ref/bin/python}"
 out="${OUT:-/tmp/modern-teachers-bench}"
+read -r -a models <<< "${MODELS:-modernbert deberta-v3 electra qwen3-reranker}"
 mkdir -p "$out"
 
 echo "== building (release)" >&2
@@ -24,6 +27,6 @@ bench="${CARGO_TARGET_DIR:-$root/target}/release/examples/modern_teacher_bench"
 echo "== models and pairs -> $out" >&2
 [ -d "$out/qwen3-reranker" ] || "$python" bench/modern_teachers_peer.py prepare "$out" "$n_pairs" >&2
 echo "== sentence-transformers" >&2
-"$python" bench/modern_teachers_peer.py peers "$out" "$reps" 32 | tee "$out/peers.json"
+"$python" bench/modern_teachers_peer.py peers "$out" "$reps" 32 "${models[@]}" | tee "$out/peers.json"
 echo "== crossdistill" >&2
-"$bench" "$out/pairs.jsonl" "$reps" 32 "$out/modernbert" "$out/deberta-v3" "$out/electra" "$out/qwen3-reranker" | tee "$out/ours.json"
+"$bench" "$out/pairs.jsonl" "$reps" 32 "${models[@]/#/$out/}" | tee "$out/ours.json"

@@ -10,8 +10,9 @@
           OUT/qwen3-reranker  Qwen3-Reranker-0.6B shape (hidden 1024, 16 query / 8 key-value heads,
                           head_dim 128, SiLU MLP 3072, q/k norms), 4 layers, the fixture's chat
                           template and yes/no LogitScore, max_length 256
-    python bench/modern_teachers_peer.py peers OUT REPS BATCH
+    python bench/modern_teachers_peer.py peers OUT REPS BATCH [MODEL...]
         prints JSON: sentence-transformers CrossEncoder.predict pairs/s (median, best of REPS) per model
+        (the MODELs named, default all four)
 """
 
 import json
@@ -113,11 +114,11 @@ def prepare_qwen3(out):
     ce.save_pretrained(str(out / "qwen3-reranker"))
 
 
-def peers(out, reps, batch):
+def peers(out, reps, batch, names):
     pairs = [json.loads(line) for line in open(out / "pairs.jsonl")]
     pairs = [(p["query"], p["passage"]) for p in pairs]
     result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
-    for name in MODELS:
+    for name in names:
         model = CrossEncoder(str(out / name), device="cpu")
         model.predict(pairs[:32], batch_size=batch, activation_fn=torch.nn.Identity())
         rates = []
@@ -133,4 +134,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(Path(sys.argv[2]), int(sys.argv[3]))
     else:
-        peers(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        peers(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:] or MODELS)

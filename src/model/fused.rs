@@ -28,14 +28,14 @@ type CResult<T> = candle_core::Result<T>;
 
 /// A strided, read-only matrix view: element `(i, j)` at `ptr + i * rs + j * cs`.
 #[derive(Clone, Copy)]
-struct View {
+pub(super) struct View {
     ptr: *const f32,
     rs: isize,
     cs: isize,
 }
 
 impl View {
-    fn rows(data: &[f32], offset: usize, row_stride: usize) -> Self {
+    pub(super) fn rows(data: &[f32], offset: usize, row_stride: usize) -> Self {
         Self {
             ptr: data[offset..].as_ptr(),
             rs: row_stride as isize,
@@ -44,7 +44,7 @@ impl View {
     }
 
     /// The transpose of the row-major matrix at `data[offset..]` with row stride `row_stride`.
-    fn transposed(data: &[f32], offset: usize, row_stride: usize) -> Self {
+    pub(super) fn transposed(data: &[f32], offset: usize, row_stride: usize) -> Self {
         Self {
             ptr: data[offset..].as_ptr(),
             rs: 1,
@@ -55,7 +55,7 @@ impl View {
 
 /// A raw output pointer shared by tasks that write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(super) struct SharedMut(pub(super) *mut f32);
 
 // SAFETY: every user writes a region no other task touches (see the call sites).
 unsafe impl Send for SharedMut {}
@@ -63,7 +63,7 @@ unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
     /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -74,7 +74,7 @@ impl SharedMut {
 /// `dst` must be valid for writes of the `m × n` block and the views valid for reads of their
 /// blocks; nothing else may touch the `dst` block meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(super) unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,
@@ -108,7 +108,7 @@ unsafe fn matmul(
     )
 }
 
-fn all_threads() -> Parallelism {
+pub(super) fn all_threads() -> Parallelism {
     match rayon::current_num_threads() {
         0 | 1 => Parallelism::None,
         n => Parallelism::Rayon(n),

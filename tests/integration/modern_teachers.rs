@@ -21,6 +21,12 @@ const MODELS: [(&str, &str); 4] = [
     ("tiny-electra-ce", "electra"),
 ];
 
+/// DeBERTa settings the v3 fixture does not have (see make_modern_teachers.py):
+/// tiny-deberta-v2-ce: exact relative positions clamped at 12, `pos_att_type` "c2p|p2c",
+/// separate position projections, absolute positions, token types, `embed_proj`;
+/// tiny-deberta-c2p-ce: c2p only with a separate `pos_key_proj`, log buckets, ReLU.
+const DEBERTA_VARIANTS: [&str; 2] = ["tiny-deberta-v2-ce", "tiny-deberta-c2p-ce"];
+
 /// Pairs of a fixture's expected.jsonl and sentence-transformers' logits for them.
 fn reference(name: &str) -> (Vec<(String, String)>, Vec<f32>) {
     let rows = expected_rows(name);
@@ -84,6 +90,34 @@ fn candle_teachers_match_sentence_transformers() {
 }
 
 #[test]
+fn deberta_variants_match_sentence_transformers() {
+    for name in DEBERTA_VARIANTS {
+        let (pairs, want) = reference(name);
+        let pairs = as_refs(&pairs);
+        let model = load_pair_scorer(
+            fixture(name).to_str().unwrap(),
+            None,
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.model_type(), "deberta-v2");
+        for batch_size in [1, 4, pairs.len()] {
+            let logits: Vec<f32> = model
+                .predict_logits(&pairs, batch_size, &mut |_| {})
+                .unwrap()
+                .into_iter()
+                .map(|row| row[0])
+                .collect();
+            let diff = max_abs_diff(&logits, &want);
+            eprintln!(
+                "{name} batch {batch_size}: max |Δlogit| vs sentence-transformers {diff:.2e}"
+            );
+            assert!(diff <= 1e-4, "{name} batch {batch_size}: |Δ| = {diff}");
+        }
+    }
+}
+
+#[test]
 fn pair_tokenisation_matches_sentence_transformers_ids() {
     for (name, _) in MODELS {
         let rows = expected_rows(name);
@@ -115,7 +149,6 @@ fn the_sliding_window_and_the_rope_thetas_change_modernbert_scores() {
     // inputs), or with the two rope thetas swapped, give other logits.
     let (pairs, want) = reference("tiny-modernbert-cls-ce");
     let pairs = as_refs(&pairs);
-    type ConfigEdit = (&'static str, fn(&mut serde_json::Value));
     let edits: [ConfigEdit; 2] = [
         ("window 64", |c| c["local_attention"] = 64.into()),
         ("thetas swapped", |c| {
@@ -124,24 +157,60 @@ fn the_sliding_window_and_the_rope_thetas_change_modernbert_scores() {
         }),
     ];
     for (what, edit) in edits {
-        let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(fixture("tiny-modernbert-cls-ce")).unwrap() {
-            let path = entry.unwrap().path();
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-        let config_path = dir.path().join("config.json");
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-        edit(&mut config);
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let model =
-            load_pair_scorer(dir.path().to_str().unwrap(), None, &LoadOptions::default()).unwrap();
-        let logits: Vec<f32> = model
-            .predict_logits(&pairs, 4, &mut |_| {})
-            .unwrap()
-            .into_iter()
-            .map(|row| row[0])
-            .collect();
+        let logits = logits_with_edited_config("tiny-modernbert-cls-ce", edit, &pairs);
+        let diff = max_abs_diff(&logits, &want);
+        assert!(diff > 1e-3, "{what}: |Δ| = {diff} should be far above 1e-4");
+    }
+}
+
+type ConfigEdit = (&'static str, fn(&mut serde_json::Value));
+
+/// Logits of a copy of fixture `name` whose config.json went through `edit`.
+fn logits_with_edited_config(
+    name: &str,
+    edit: fn(&mut serde_json::Value),
+    pairs: &[(&str, &str)],
+) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let config_path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let model =
+        load_pair_scorer(dir.path().to_str().unwrap(), None, &LoadOptions::default()).unwrap();
+    model
+        .predict_logits(pairs, 4, &mut |_| {})
+        .unwrap()
+        .into_iter()
+        .map(|row| row[0])
+        .collect()
+}
+
+#[test]
+fn deberta_relative_attention_settings_change_the_scores() {
+    // What 1e-4 catches: the same weights without the p2c term, without relative attention, or
+    // with other log buckets (max_relative_positions 10 instead of max_position_embeddings 64)
+    // give other logits.
+    let (pairs, want) = reference("tiny-deberta-v3-ce");
+    let pairs = as_refs(&pairs);
+    let edits: [ConfigEdit; 3] = [
+        ("c2p only", |c| {
+            c["pos_att_type"] = serde_json::json!(["c2p"])
+        }),
+        ("no relative attention", |c| {
+            c["relative_attention"] = false.into()
+        }),
+        ("max_relative_positions 10", |c| {
+            c["max_relative_positions"] = 10.into()
+        }),
+    ];
+    for (what, edit) in edits {
+        let logits = logits_with_edited_config("tiny-deberta-v3-ce", edit, &pairs);
         let diff = max_abs_diff(&logits, &want);
         assert!(diff > 1e-3, "{what}: |Δ| = {diff} should be far above 1e-4");
     }
@@ -285,7 +354,8 @@ fn eval_cli_scores_with_each_new_architecture() {
 
 #[test]
 fn onnx_teacher_matches_sentence_transformers_on_the_exports() {
-    for (name, _) in MODELS {
+    let names = MODELS.iter().map(|(name, _)| *name).chain(DEBERTA_VARIANTS);
+    for name in names {
         let (pairs, want) = reference(name);
         let pairs = as_refs(&pairs);
         let mut teacher = OnnxTeacher::new(
@@ -300,7 +370,7 @@ fn onnx_teacher_matches_sentence_transformers_on_the_exports() {
         let signature = teacher.signature();
         assert_eq!(
             signature.token_type_ids,
-            name == "tiny-electra-ce",
+            name == "tiny-electra-ce" || name == "tiny-deberta-v2-ce",
             "{name}"
         );
         assert_eq!(
