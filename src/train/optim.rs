@@ -136,6 +136,11 @@ impl AdamW {
         }
     }
 
+    /// The hyper-parameters.
+    pub fn config(&self) -> AdamWConfig {
+        self.config
+    }
+
     /// Optimizer steps taken.
     pub fn steps(&self) -> u64 {
         self.step
