@@ -298,7 +298,7 @@ mod tests {
         let saved = checkpoint::save(
             dir.path(),
             &resumed_student,
-            &*first.host_state(resumed_student.params()).unwrap(),
+            &first.host_state(resumed_student.params()).unwrap(),
             &state,
             "recipe",
             None,
