@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use super::gradients::Gradients;
 use super::plan::Plan;
+use super::step_optimizer::StepOptimizer;
 use crate::error::{Error, Result};
 use crate::loss::{LossInput, LossValue};
 use crate::model::Dropout;
@@ -28,7 +28,7 @@ pub fn micro_step(
     plan: &mut Plan,
     batch: &Batch,
     vars: &[Var],
-    grads: &mut Gradients,
+    grads: &mut StepOptimizer,
     seed: u64,
     accumulation: usize,
 ) -> Result<(f64, BTreeMap<String, f64>)> {

@@ -8,6 +8,8 @@
 
 mod best_model;
 pub mod checkpoint;
+mod device_adamw;
+mod device_gradients;
 pub mod evals;
 mod evaluation;
 mod gradients;
@@ -23,13 +25,17 @@ mod progress;
 pub mod resume;
 mod run_dir;
 pub mod schedule;
+mod step_optimizer;
 mod trainer;
 pub mod trainer_state;
 
+pub use device_adamw::DeviceAdamW;
+pub use device_gradients::DeviceGradients;
 pub use gradients::Gradients;
 pub use optim::{AdamW, AdamWConfig};
 pub use plan::{Plan, PlannedLoss};
 pub use progress::{Silent, TrainProgress};
 pub use schedule::{Schedule, ScheduleKind};
+pub use step_optimizer::StepOptimizer;
 pub use trainer::{train, TrainReport};
 pub use trainer_state::{LogWindow, TrainerState};

@@ -1,5 +1,7 @@
 //! AdamW with decoupled weight decay (torch.optim.AdamW semantics), updating parameters in
-//! place on CPU.
+//! place on CPU. The trainer uses it on CPU only; on other devices it runs
+//! [`super::device_adamw::DeviceAdamW`] (the same formula as tensor ops, no host copies), whose
+//! state converts to and from this one for checkpoints.
 //!
 //! candle-nn's AdamW allocates new tensors for every parameter on every step and decays biases
 //! and LayerNorm weights; this one keeps its moments as plain vectors, skips decay where
@@ -136,6 +138,11 @@ impl AdamW {
         }
     }
 
+    /// The hyper-parameters.
+    pub fn config(&self) -> AdamWConfig {
+        self.config
+    }
+
     /// Optimizer steps taken.
     pub fn steps(&self) -> u64 {
         self.step
@@ -164,7 +171,8 @@ impl AdamW {
             if var.device().is_cpu() && var.as_tensor().is_contiguous() {
                 var.as_tensor().inplace_op1(&update)?;
             } else {
-                // Other devices: update a host copy and write it back.
+                // Other devices (the trainer uses DeviceAdamW there): update a host copy and
+                // write it back.
                 let mut host: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
                 update.apply(&mut host);
                 var.set(&Tensor::from_vec(host, var.shape(), var.device())?)?;

@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use super::best_model::{best_metric_key, is_better};
 use super::checkpoint;
 use super::evaluation;
-use super::gradients::Gradients;
 use super::held_out::HeldOut;
 use super::metrics_log::append_metrics;
 use super::micro_batch::{batch_pairs, in_batch, micro_step, step_seed};
@@ -25,6 +24,7 @@ use super::plan::Plan;
 use super::progress::TrainProgress;
 use super::resume;
 use super::run_dir::{check_output_dir, explain_full_disk, lock_run_dir};
+use super::step_optimizer::StepOptimizer;
 use super::trainer_state::{LogWindow, TrainerState};
 use crate::card::EvalResult;
 use crate::error::{Error, Result};
@@ -111,16 +111,16 @@ enum Step {
 struct Trainer<'a> {
     plan: Plan,
     progress: &'a mut (dyn TrainProgress + Send),
-    optimizer: AdamW,
+    /// The step's gradients and AdamW: host buffers updated in place on CPU, device tensors
+    /// elsewhere (kept for the whole run: a fresh allocation per step made glibc map and unmap
+    /// the host buffers, faulting their pages in each time).
+    optimizer: StepOptimizer,
     state: TrainerState,
     /// Loss sums since the last log row (copied into `state` when a checkpoint is taken).
     window: LogWindow,
     producer: Producer,
     held_out: Option<HeldOut>,
     vars: Vec<Var>,
-    /// One gradient buffer per variable for the whole run, zeroed each step: a fresh allocation
-    /// per step made glibc map and unmap them, faulting their pages in each time.
-    grads: Gradients,
     metrics_path: PathBuf,
     /// The producer has no more batches.
     out_of_data: bool,
@@ -226,7 +226,7 @@ impl<'a> Trainer<'a> {
 
         progress.start(state.step, plan.total_steps);
         let vars: Vec<Var> = plan.student.vars().to_vec();
-        let grads = Gradients::zeros(&vars);
+        let optimizer = StepOptimizer::for_params(plan.student.params(), optimizer)?;
         Ok(Self {
             window: state.window.clone(),
             metrics_path: output_dir.join("metrics.jsonl"),
@@ -237,7 +237,6 @@ impl<'a> Trainer<'a> {
             producer,
             held_out,
             vars,
-            grads,
             out_of_data: false,
             _lock: lock,
         })
@@ -248,7 +247,7 @@ impl<'a> Trainer<'a> {
     fn step(&mut self) -> Result<Step> {
         let started = Instant::now();
         let plan_step = self.plan.step.clone();
-        self.grads.zero();
+        self.optimizer.zero();
         let mut step_loss = 0f64;
         let mut step_parts: BTreeMap<String, f64> = BTreeMap::new();
         let mut micro_batches = 0usize;
@@ -279,7 +278,7 @@ impl<'a> Trainer<'a> {
                 &mut self.plan,
                 &batch,
                 &self.vars,
-                &mut self.grads,
+                &mut self.optimizer,
                 seed,
                 plan_step.gradient_accumulation,
             )
@@ -295,7 +294,7 @@ impl<'a> Trainer<'a> {
         }
         let scale = 1.0 / micro_batches as f64;
         step_loss *= scale;
-        let grad_norm = self.grads.norm();
+        let grad_norm = self.optimizer.norm()?;
         let non_finite = teacher_nan.is_some() || !step_loss.is_finite() || !grad_norm.is_finite();
         if non_finite {
             let skipped = NonFiniteStep {
@@ -311,9 +310,9 @@ impl<'a> Trainer<'a> {
             self.state.skipped_steps += 1;
             return Ok(Step::Skipped);
         }
-        self.grads.clip_to(grad_norm, plan_step.max_grad_norm);
         let lr = self.plan.schedule.lr(self.state.step);
-        self.optimizer.step(&self.vars, &self.grads, lr)?;
+        self.optimizer
+            .clip_and_update(&self.vars, grad_norm, plan_step.max_grad_norm, lr)?;
         self.state.step += 1;
         self.window.add_step(
             step_loss,
@@ -472,7 +471,7 @@ impl<'a> Trainer<'a> {
         checkpoint::save(
             &self.plan.output_dir,
             &self.plan.student,
-            &self.optimizer,
+            &*self.optimizer.host_state(self.plan.student.params())?,
             &self.state,
             &self.plan.resolved_recipe,
             self.plan.cadence.save_total_limit,
