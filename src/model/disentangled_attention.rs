@@ -105,15 +105,18 @@ pub(super) fn disentangled_attention(
                 View::transposed(qkv, k_at, stride),
                 Parallelism::None,
             );
-            if let Some(term) = &c2p {
+            // (X Pᵀ) for X the head's queries (c2p) or keys (p2c) and P the position rows the
+            // batch reaches, projected by the other side's weights.
+            let position_product = |term: &RelativeTermInput, x_at: usize, out: &mut [f32]| {
+                let cols = term.index.rows();
                 matmul(
                     seq_len,
-                    c2p_cols,
+                    cols,
                     head_dim,
-                    scratch.c2p.as_mut_ptr(),
-                    c2p_cols,
+                    out.as_mut_ptr(),
+                    cols,
                     false,
-                    View::rows(qkv, q_at, stride),
+                    View::rows(qkv, x_at, stride),
                     View::transposed(
                         term.positions,
                         term.index.first * width + h * head_dim,
@@ -121,23 +124,12 @@ pub(super) fn disentangled_attention(
                     ),
                     Parallelism::None,
                 );
+            };
+            if let Some(term) = &c2p {
+                position_product(term, q_at, &mut scratch.c2p);
             }
             if let Some(term) = &p2c {
-                matmul(
-                    seq_len,
-                    p2c_cols,
-                    head_dim,
-                    scratch.p2c.as_mut_ptr(),
-                    p2c_cols,
-                    false,
-                    View::rows(qkv, k_at, stride),
-                    View::transposed(
-                        term.positions,
-                        term.index.first * width + h * head_dim,
-                        width,
-                    ),
-                    Parallelism::None,
-                );
+                position_product(term, k_at, &mut scratch.p2c);
             }
         }
         if let Some(term) = &c2p {

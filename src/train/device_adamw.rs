@@ -19,7 +19,7 @@
 use candle_core::{DType, Tensor, Var};
 
 use super::device_gradients::DeviceGradients;
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{check_counts, AdamW, AdamWConfig};
 use crate::error::{Error, Result};
 use crate::model::Params;
 
@@ -110,14 +110,7 @@ impl DeviceAdamW {
     /// parameter without a gradient this step updates with a zero gradient, as the host path does.
     pub fn step(&mut self, vars: &[Var], grads: &DeviceGradients, lr: f64) -> Result<()> {
         let grads = grads.tensors();
-        if vars.len() != self.moments.len() || grads.len() != vars.len() {
-            return Err(Error::invalid(format!(
-                "adamw: {} variables and {} gradients for {} parameter states",
-                vars.len(),
-                grads.len(),
-                self.moments.len()
-            )));
-        }
+        check_counts(vars.len(), grads.len(), self.moments.len())?;
         self.step += 1;
         let coefficients = Coefficients::new(&self.config, lr, self.step);
         for ((var, grad), moments) in vars.iter().zip(grads).zip(self.moments.iter_mut()) {

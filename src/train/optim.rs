@@ -120,6 +120,16 @@ impl InplaceOp1 for Update<'_> {
     }
 }
 
+/// One gradient and one optimizer state per variable, or an error saying what does not match.
+pub(super) fn check_counts(vars: usize, grads: usize, states: usize) -> Result<()> {
+    if vars != states || grads != vars {
+        return Err(Error::invalid(format!(
+            "adamw: {vars} variables and {grads} gradients for {states} parameter states"
+        )));
+    }
+    Ok(())
+}
+
 impl AdamW {
     /// Zero moments for every parameter of `params`.
     pub fn new(params: &Params, config: AdamWConfig) -> Self {
@@ -151,14 +161,7 @@ impl AdamW {
     /// One update of every variable with its gradient (same order as at construction).
     pub fn step(&mut self, vars: &[Var], grads: &Gradients, lr: f64) -> Result<()> {
         let grads = grads.buffers();
-        if vars.len() != self.moments.len() || grads.len() != vars.len() {
-            return Err(Error::invalid(format!(
-                "adamw: {} variables and {} gradients for {} parameter states",
-                vars.len(),
-                grads.len(),
-                self.moments.len()
-            )));
-        }
+        check_counts(vars.len(), grads.len(), self.moments.len())?;
         self.step += 1;
         for ((var, grad), moments) in vars.iter().zip(grads).zip(self.moments.iter_mut()) {
             let update = Update {
