@@ -1,12 +1,11 @@
-//! Embedding lookup (`table[ids]`) whose backward pass touches only the rows it used.
+//! Embedding lookup (`table[ids]`) whose backward pass adds only the rows it used.
 //!
 //! candle's `index_select` backward builds the table's gradient as `zeros_like(table)` plus an
 //! `index_add`, which copies the zeros into a second table-sized buffer before adding: two
-//! writes of the whole table per step. For a ModernBERT vocabulary (50,368 × 256, 52 MB) that
-//! is two fresh mappings whose every page faults in, about a tenth of a training step. Here the
-//! gradient is one zero-initialised allocation (fresh mappings read as zeros without being
-//! written) into which only the looked-up rows are added, in token order (the same order and
-//! so the same sums as `index_add`). Other devices and dtypes use `index_select`.
+//! table-sized buffers written per step. For a ModernBERT vocabulary (50,368 × 256, 52 MB) that
+//! was about a tenth of a training step. Here the gradient is one zero-initialised buffer into
+//! which only the looked-up rows are added, in token order (the same order and so the same sums
+//! as `index_add`). Other devices and dtypes use `index_select`.
 
 use candle_core::{
     backend::BackendStorage, bail, CpuStorage, CustomOp2, DType, Layout, Shape, Storage, Tensor,
@@ -74,8 +73,6 @@ impl CustomOp2 for EmbeddingOp {
         grad: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
         let (rows, width) = table.dims2()?;
-        // Zero-initialised: a fresh mapping reads as zeros without being written, so only the
-        // pages of rows that get a gradient are ever touched here.
         let mut dtable = vec![0f32; rows * width];
         let grad = grad.contiguous()?;
         let (grad_storage, grad_layout) = grad.storage_and_layout();
