@@ -379,24 +379,25 @@ pub fn linear_fused(
 // ---------------------------------------------------------------------------------------------
 // Attention
 
-struct AttentionOp {
-    heads: usize,
-    scale: f32,
+/// The attention computation shared by [`attention_fused`] (separate Q, K, V tensors) and the
+/// packed rotary attention of [`super::rotary_attention`] (one `(B, L, 3H)` projection): the
+/// per-head products, the banded masked softmax and dropout, on projections that may lie at any
+/// column offset and row stride of their buffers ([`Place`]).
+pub(super) struct AttentionCore {
+    pub(super) heads: usize,
+    pub(super) scale: f32,
     /// `(B, L)`: 1 on keys that may be attended.
-    key_mask: Vec<f32>,
+    pub(super) key_mask: Vec<f32>,
     /// When set, query `i` attends only to keys `j` with `|i − j| <= window` (ModernBERT's
     /// sliding-window layers).
-    window: Option<usize>,
+    pub(super) window: Option<usize>,
     /// `(B, heads, L, L)` dropout multipliers on the probabilities.
-    dropout: Option<Vec<f32>>,
-    keep: bool,
-    /// `(B, heads, L, L)` probabilities before dropout, for the backward pass.
-    probs: Mutex<Option<Vec<f32>>>,
+    pub(super) dropout: Option<Vec<f32>>,
 }
 
 /// Geometry of one attention call.
 #[derive(Clone, Copy)]
-struct Heads {
+pub(super) struct Heads {
     batch: usize,
     seq_len: usize,
     hidden: usize,
@@ -405,27 +406,53 @@ struct Heads {
 }
 
 impl Heads {
-    /// Offset of head `bh` (batch-major) in a `(B, L, H)` buffer.
-    fn offset(&self, bh: usize) -> usize {
-        (bh / self.heads) * self.seq_len * self.hidden + (bh % self.heads) * self.head_dim
+    /// Offset of head `bh` (batch-major) of the projection at `place`.
+    fn at(&self, bh: usize, place: Place) -> usize {
+        (bh / self.heads) * self.seq_len * place.rs + place.col + (bh % self.heads) * self.head_dim
     }
 
     fn square(&self) -> usize {
         self.seq_len * self.seq_len
     }
+
+    /// Elements of one `(B, L, H)` projection.
+    pub(super) fn elements(&self) -> usize {
+        self.batch * self.seq_len * self.hidden
+    }
 }
 
-impl AttentionOp {
-    fn heads(&self, q: &Layout, k: &Layout, v: &Layout) -> CResult<Heads> {
-        let (batch, seq_len, hidden) = q.shape().dims3()?;
-        if k.shape() != q.shape() || v.shape() != q.shape() {
-            bail!(
-                "attention: query {:?}, key {:?} and value {:?} must have one shape",
-                q.shape(),
-                k.shape(),
-                v.shape()
-            );
-        }
+/// Where a `(B, L, H)` projection lies in a row-major buffer: row `t` starts at `t · rs + col`.
+#[derive(Clone, Copy)]
+pub(super) struct Place {
+    pub(super) col: usize,
+    pub(super) rs: usize,
+}
+
+impl Place {
+    /// A projection that is its whole buffer.
+    pub(super) fn dense(hidden: usize) -> Self {
+        Self { col: 0, rs: hidden }
+    }
+}
+
+/// One projection's data and where it lies in it.
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) place: Place,
+}
+
+/// One gradient's output buffer and where the projection's gradient goes in it.
+#[derive(Clone, Copy)]
+pub(super) struct Target {
+    pub(super) ptr: SharedMut,
+    pub(super) place: Place,
+}
+
+impl AttentionCore {
+    /// The geometry of `(batch, seq_len, hidden)` projections, checked against the heads, the
+    /// key mask and the dropout mask.
+    pub(super) fn geometry(&self, batch: usize, seq_len: usize, hidden: usize) -> CResult<Heads> {
         if self.heads == 0 || hidden % self.heads != 0 {
             bail!(
                 "attention: hidden size {hidden} is not a multiple of {} heads",
@@ -504,6 +531,182 @@ impl AttentionOp {
             None => probs,
         }
     }
+
+    /// The context `(B, L, H)` and, with `keep`, the `(B, heads, L, L)` probabilities before
+    /// dropout (for [`Self::backward`]). The operands must hold `(B, L, H)` projections at
+    /// their places (checked by the callers' shapes).
+    pub(super) fn forward(
+        &self,
+        g: &Heads,
+        q: Operand,
+        k: Operand,
+        v: Operand,
+        keep: bool,
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        let mut out = vec![0f32; g.elements()];
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let square = g.square();
+        let dense = Place::dense(g.hidden);
+        let head = |bh: usize, probs: &mut [f32], scratch: &mut [f32]| {
+            let b = bh / g.heads;
+            // SAFETY: probs holds L × L; the operands hold (B, L, H) projections at their
+            // places, and head bh writes only its own L × head_dim column block of out.
+            unsafe {
+                matmul(
+                    g.seq_len,
+                    g.seq_len,
+                    g.head_dim,
+                    probs.as_mut_ptr(),
+                    g.seq_len,
+                    false,
+                    View::rows(q.data, g.at(bh, q.place), q.place.rs),
+                    View::transposed(k.data, g.at(bh, k.place), k.place.rs),
+                    Parallelism::None,
+                );
+            }
+            self.softmax(probs, &self.key_mask[b * g.seq_len..(b + 1) * g.seq_len]);
+            let dropped = self.dropped(bh, probs, scratch);
+            unsafe {
+                matmul(
+                    g.seq_len,
+                    g.head_dim,
+                    g.seq_len,
+                    out_ptr.at(g.at(bh, dense)),
+                    g.hidden,
+                    false,
+                    View::rows(dropped, 0, g.seq_len),
+                    View::rows(v.data, g.at(bh, v.place), v.place.rs),
+                    Parallelism::None,
+                );
+            }
+        };
+        let scratch_len = if self.dropout.is_some() { square } else { 0 };
+        let kept = if keep {
+            let mut probs = vec![0f32; g.batch * g.heads * square];
+            probs.par_chunks_mut(square).enumerate().for_each_init(
+                || vec![0f32; scratch_len],
+                |scratch, (bh, p)| head(bh, p, scratch),
+            );
+            Some(probs)
+        } else {
+            (0..g.batch * g.heads).into_par_iter().for_each_init(
+                || (vec![0f32; square], vec![0f32; scratch_len]),
+                |(p, scratch), bh| head(bh, p, scratch),
+            );
+            None
+        };
+        (out, kept)
+    }
+
+    /// Gradients of the projections from the context's gradient `dctx` (`(B, L, H)`,
+    /// contiguous) and the kept probabilities, written to the targets (overwritten, not added).
+    ///
+    /// # Safety
+    /// Each target must be valid for writes of a `(B, L, H)` projection at its place, and the
+    /// three targets' blocks must not overlap each other or anything read meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn backward(
+        &self,
+        g: &Heads,
+        probs: &[f32],
+        q: Operand,
+        k: Operand,
+        v: Operand,
+        dctx: &[f32],
+        dq: Target,
+        dk: Target,
+        dv: Target,
+    ) {
+        let square = g.square();
+        let dense = Place::dense(g.hidden);
+        let scratch_len = if self.dropout.is_some() { square } else { 0 };
+        (0..g.batch * g.heads).into_par_iter().for_each_init(
+            || (vec![0f32; square], vec![0f32; scratch_len]),
+            |(dp, scratch), bh| {
+                let p = &probs[bh * square..(bh + 1) * square];
+                let dropped = self.dropped(bh, p, scratch);
+                let ctx = g.at(bh, dense);
+                // SAFETY: dp holds L × L; head bh writes only its own column block of each
+                // target (the caller's contract); the views stay inside their buffers.
+                unsafe {
+                    // dP' = dctx · Vᵀ; dV = P'ᵀ · dctx (P' after dropout).
+                    matmul(
+                        g.seq_len,
+                        g.seq_len,
+                        g.head_dim,
+                        dp.as_mut_ptr(),
+                        g.seq_len,
+                        false,
+                        View::rows(dctx, ctx, g.hidden),
+                        View::transposed(v.data, g.at(bh, v.place), v.place.rs),
+                        Parallelism::None,
+                    );
+                    matmul(
+                        g.seq_len,
+                        g.head_dim,
+                        g.seq_len,
+                        dv.ptr.at(g.at(bh, dv.place)),
+                        dv.place.rs,
+                        false,
+                        View::transposed(dropped, 0, g.seq_len),
+                        View::rows(dctx, ctx, g.hidden),
+                        Parallelism::None,
+                    );
+                }
+                if let Some(mask) = &self.dropout {
+                    let mask = &mask[bh * square..(bh + 1) * square];
+                    dp.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
+                }
+                // dS = scale · P ⊙ (dP − Σ dP ⊙ P) per row.
+                for (d_row, p_row) in dp.chunks_mut(g.seq_len).zip(p.chunks(g.seq_len)) {
+                    let dot: f32 = d_row.iter().zip(p_row).map(|(d, p)| d * p).sum();
+                    for (d, p) in d_row.iter_mut().zip(p_row) {
+                        *d = self.scale * p * (*d - dot);
+                    }
+                }
+                unsafe {
+                    // dQ = dS · K; dK = dSᵀ · Q.
+                    matmul(
+                        g.seq_len,
+                        g.head_dim,
+                        g.seq_len,
+                        dq.ptr.at(g.at(bh, dq.place)),
+                        dq.place.rs,
+                        false,
+                        View::rows(dp, 0, g.seq_len),
+                        View::rows(k.data, g.at(bh, k.place), k.place.rs),
+                        Parallelism::None,
+                    );
+                    matmul(
+                        g.seq_len,
+                        g.head_dim,
+                        g.seq_len,
+                        dk.ptr.at(g.at(bh, dk.place)),
+                        dk.place.rs,
+                        false,
+                        View::transposed(dp, 0, g.seq_len),
+                        View::rows(q.data, g.at(bh, q.place), q.place.rs),
+                        Parallelism::None,
+                    );
+                }
+            },
+        )
+    }
+}
+
+/// The key mask of a `(B, L)` tensor as the kernels read it.
+pub(super) fn key_mask_values(key_mask: &Tensor) -> CResult<Vec<f32>> {
+    key_mask
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()
+}
+
+struct AttentionOp {
+    core: AttentionCore,
+    keep: bool,
+    /// `(B, heads, L, L)` probabilities before dropout, for the backward pass.
+    probs: Mutex<Option<Vec<f32>>>,
 }
 
 impl CustomOp3 for AttentionOp {
@@ -520,60 +723,32 @@ impl CustomOp3 for AttentionOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let g = self.heads(l1, l2, l3)?;
-        let q = f32_slice(s1, l1, self.name())?;
-        let k = f32_slice(s2, l2, self.name())?;
-        let v = f32_slice(s3, l3, self.name())?;
-        let mut out = vec![0f32; q.len()];
-        let out_ptr = SharedMut(out.as_mut_ptr());
-        let square = g.square();
-        let head = |bh: usize, probs: &mut [f32], scratch: &mut [f32]| {
-            let offset = g.offset(bh);
-            let b = bh / g.heads;
-            // SAFETY: probs holds L × L; q, k, v and out are (B, L, H) and head bh reads and
-            // writes only its own L × head_dim column block of out.
-            unsafe {
-                matmul(
-                    g.seq_len,
-                    g.seq_len,
-                    g.head_dim,
-                    probs.as_mut_ptr(),
-                    g.seq_len,
-                    false,
-                    View::rows(q, offset, g.hidden),
-                    View::transposed(k, offset, g.hidden),
-                    Parallelism::None,
-                );
-            }
-            self.softmax(probs, &self.key_mask[b * g.seq_len..(b + 1) * g.seq_len]);
-            let dropped = self.dropped(bh, probs, scratch);
-            unsafe {
-                matmul(
-                    g.seq_len,
-                    g.head_dim,
-                    g.seq_len,
-                    out_ptr.at(offset),
-                    g.hidden,
-                    false,
-                    View::rows(dropped, 0, g.seq_len),
-                    View::rows(v, offset, g.hidden),
-                    Parallelism::None,
-                );
-            }
+        let (batch, seq_len, hidden) = l1.shape().dims3()?;
+        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
+            bail!(
+                "attention: query {:?}, key {:?} and value {:?} must have one shape",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let g = self.core.geometry(batch, seq_len, hidden)?;
+        let dense = Place::dense(hidden);
+        let operand = |s, l| -> CResult<Operand> {
+            Ok(Operand {
+                data: f32_slice(s, l, self.name())?,
+                place: dense,
+            })
         };
-        let scratch_len = if self.dropout.is_some() { square } else { 0 };
-        if self.keep {
-            let mut probs = vec![0f32; g.batch * g.heads * square];
-            probs.par_chunks_mut(square).enumerate().for_each_init(
-                || vec![0f32; scratch_len],
-                |scratch, (bh, p)| head(bh, p, scratch),
-            );
-            *self.probs.lock().expect("no panic while holding it") = Some(probs);
-        } else {
-            (0..g.batch * g.heads).into_par_iter().for_each_init(
-                || (vec![0f32; square], vec![0f32; scratch_len]),
-                |(p, scratch), bh| head(bh, p, scratch),
-            );
+        let (out, probs) = self.core.forward(
+            &g,
+            operand(s1, l1)?,
+            operand(s2, l2)?,
+            operand(s3, l3)?,
+            self.keep,
+        );
+        if probs.is_some() {
+            *self.probs.lock().expect("no panic while holding it") = probs;
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -587,104 +762,38 @@ impl CustomOp3 for AttentionOp {
         grad: &Tensor,
     ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (batch, seq_len, hidden) = q.dims3()?;
-        let g = Heads {
-            batch,
-            seq_len,
-            hidden,
-            heads: self.heads,
-            head_dim: hidden / self.heads,
-        };
-        let square = g.square();
+        let g = self.core.geometry(batch, seq_len, hidden)?;
         let kept = self.probs.lock().expect("no panic while holding it");
         let Some(probs) = kept.as_ref() else {
             bail!("attention: backward through a forward pass that recorded no graph");
         };
-        let n = q.elem_count();
+        let n = g.elements();
         let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-        let (dq_ptr, dk_ptr, dv_ptr) = (
-            SharedMut(dq.as_mut_ptr()),
-            SharedMut(dk.as_mut_ptr()),
-            SharedMut(dv.as_mut_ptr()),
-        );
-        let scratch_len = if self.dropout.is_some() { square } else { 0 };
+        let dense = Place::dense(hidden);
+        let target = |buf: &mut Vec<f32>| Target {
+            ptr: SharedMut(buf.as_mut_ptr()),
+            place: dense,
+        };
+        let (tq, tk, tv) = (target(&mut dq), target(&mut dk), target(&mut dv));
         with_cpu_f32(q, self.name(), |q| {
             with_cpu_f32(k, self.name(), |k| {
                 with_cpu_f32(v, self.name(), |v| {
                     with_cpu_f32(grad, self.name(), |dctx| {
-                        (0..g.batch * g.heads).into_par_iter().for_each_init(
-                            || (vec![0f32; square], vec![0f32; scratch_len]),
-                            |(dp, scratch), bh| {
-                                let offset = g.offset(bh);
-                                let p = &probs[bh * square..(bh + 1) * square];
-                                let dropped = self.dropped(bh, p, scratch);
-                                // SAFETY: dp holds L × L; head bh writes only its own column
-                                // block of dq, dk and dv; the views stay inside their buffers.
-                                unsafe {
-                                    // dP' = dctx · Vᵀ; dV = P'ᵀ · dctx (P' after dropout).
-                                    matmul(
-                                        g.seq_len,
-                                        g.seq_len,
-                                        g.head_dim,
-                                        dp.as_mut_ptr(),
-                                        g.seq_len,
-                                        false,
-                                        View::rows(dctx, offset, g.hidden),
-                                        View::transposed(v, offset, g.hidden),
-                                        Parallelism::None,
-                                    );
-                                    matmul(
-                                        g.seq_len,
-                                        g.head_dim,
-                                        g.seq_len,
-                                        dv_ptr.at(offset),
-                                        g.hidden,
-                                        false,
-                                        View::transposed(dropped, 0, g.seq_len),
-                                        View::rows(dctx, offset, g.hidden),
-                                        Parallelism::None,
-                                    );
-                                }
-                                if let Some(mask) = &self.dropout {
-                                    let mask = &mask[bh * square..(bh + 1) * square];
-                                    dp.iter_mut().zip(mask).for_each(|(d, m)| *d *= m);
-                                }
-                                // dS = scale · P ⊙ (dP − Σ dP ⊙ P) per row.
-                                for (d_row, p_row) in
-                                    dp.chunks_mut(g.seq_len).zip(p.chunks(g.seq_len))
-                                {
-                                    let dot: f32 =
-                                        d_row.iter().zip(p_row).map(|(d, p)| d * p).sum();
-                                    for (d, p) in d_row.iter_mut().zip(p_row) {
-                                        *d = self.scale * p * (*d - dot);
-                                    }
-                                }
-                                unsafe {
-                                    // dQ = dS · K; dK = dSᵀ · Q.
-                                    matmul(
-                                        g.seq_len,
-                                        g.head_dim,
-                                        g.seq_len,
-                                        dq_ptr.at(offset),
-                                        g.hidden,
-                                        false,
-                                        View::rows(dp, 0, g.seq_len),
-                                        View::rows(k, offset, g.hidden),
-                                        Parallelism::None,
-                                    );
-                                    matmul(
-                                        g.seq_len,
-                                        g.head_dim,
-                                        g.seq_len,
-                                        dk_ptr.at(offset),
-                                        g.hidden,
-                                        false,
-                                        View::transposed(dp, 0, g.seq_len),
-                                        View::rows(q, offset, g.hidden),
-                                        Parallelism::None,
-                                    );
-                                }
-                            },
-                        )
+                        let operand = |data| Operand { data, place: dense };
+                        // SAFETY: dq, dk, dv are three separate (B, L, H) buffers.
+                        unsafe {
+                            self.core.backward(
+                                &g,
+                                probs,
+                                operand(q),
+                                operand(k),
+                                operand(v),
+                                dctx,
+                                tq,
+                                tk,
+                                tv,
+                            )
+                        }
                     })
                 })
             })
@@ -717,11 +826,13 @@ pub fn attention_fused(
 ) -> CResult<Tensor> {
     let keep = query.track_op() || key.track_op() || value.track_op();
     let op = AttentionOp {
-        heads,
-        scale: scale as f32,
-        key_mask: key_mask.flatten_all()?.to_vec1::<f32>()?,
-        window,
-        dropout,
+        core: AttentionCore {
+            heads,
+            scale: scale as f32,
+            key_mask: key_mask_values(key_mask)?,
+            window,
+            dropout,
+        },
         keep,
         probs: Mutex::new(None),
     };

@@ -31,6 +31,7 @@ mod param_spec;
 mod precision;
 mod relative_position;
 pub mod rotary;
+pub mod rotary_attention;
 mod source;
 pub mod trim;
 mod weights;

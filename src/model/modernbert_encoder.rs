@@ -12,9 +12,9 @@
 //! - head: pooling (`cls`: first token; `mean`: mean over real tokens) → `head.dense` →
 //!   `classifier_activation` → `head.norm` → dropout (`classifier_dropout`) → `classifier`.
 //!
-//! Every op is differentiable: the fused LayerNorm, linear and attention (with its banded mask)
-//! of [`super::ops`], the fused rotary embedding of [`super::rotary`] and GeGLU of
-//! [`super::geglu`], and candle ops for the pooling. Biases and norm biases exist where the config says so.
+//! Every op is differentiable: the fused LayerNorm and linear of [`super::ops`], the rotary
+//! attention over the packed `Wqkv` output (banded mask included) of
+//! [`super::rotary_attention`], GeGLU of [`super::geglu`], and candle ops for the pooling. Biases and norm biases exist where the config says so.
 
 use candle_core::{DType, Tensor, D};
 
@@ -24,8 +24,9 @@ use super::embedding::embedding;
 use super::geglu::geglu;
 use super::mode::Mode;
 use super::modernbert_config::{ModernBertPooling, ModernBertSettings};
-use super::ops::{attention, layer_norm, linear};
-use super::rotary::{rotary, RotaryTable};
+use super::ops::{layer_norm, linear};
+use super::rotary::RotaryTable;
+use super::rotary_attention::rotary_attention;
 use super::weights::Params;
 use crate::error::{Error, Result};
 
@@ -44,18 +45,6 @@ struct Proj {
 }
 
 impl Proj {
-    /// Three projections from the three equal row blocks of this one.
-    fn split_rows(&self) -> Result<[Proj; 3]> {
-        let rows = self.weight.dim(0)? / 3;
-        let block = |i: usize| -> Result<Proj> {
-            Ok(Proj {
-                weight: self.weight.narrow(0, i * rows, rows)?,
-                bias: self.bias.narrow(0, i * rows, rows)?,
-            })
-        };
-        Ok([block(0)?, block(1)?, block(2)?])
-    }
-
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         Ok(linear(xs, &self.weight, Some(&self.bias))?)
     }
@@ -64,11 +53,9 @@ impl Proj {
 struct Layer {
     /// `None` on layer 0 (transformers uses an identity there).
     attn_norm: Option<Norm>,
-    /// The query, key and value rows of `Wqkv` (row views of the one parameter): three products
-    /// whose outputs are already the separate projections, so the backward pass adds three
-    /// weight-sized gradient blocks instead of zero-padding three activation-sized ones, as
-    /// splitting one product's output with `narrow` does.
-    qkv: [Proj; 3],
+    /// `Wqkv`: one product whose `(B, L, 3H)` output [`rotary_attention`] reads as the query,
+    /// key and value (and whose gradient it writes as one buffer).
+    qkv: Proj,
     wo: Proj,
     mlp_norm: Norm,
     wi: Proj,
@@ -147,7 +134,7 @@ impl ModernBertEncoder {
                 } else {
                     Some(norm(&format!("{l}.attn_norm"))?)
                 },
-                qkv: proj(&format!("{l}.attn.Wqkv"), settings.attention_bias)?.split_rows()?,
+                qkv: proj(&format!("{l}.attn.Wqkv"), settings.attention_bias)?,
                 wo: proj(&format!("{l}.attn.Wo"), settings.attention_bias)?,
                 mlp_norm: norm(&format!("{l}.mlp_norm"))?,
                 wi: proj(&format!("{l}.mlp.Wi"), settings.mlp_bias)?,
@@ -204,16 +191,11 @@ impl ModernBertEncoder {
             } else {
                 (&local_table, Some(settings.half_window()))
             };
-            let [wq, wk, wv] = &layer.qkv;
-            let query = rotary(&wq.forward(&normed)?, table)?;
-            let key = rotary(&wk.forward(&normed)?, table)?;
-            let value = wv.forward(&normed)?;
             let probs_dropout =
                 mode.mask(b_sz * heads * seq_len * seq_len, settings.attention_dropout);
-            let context = attention(
-                &query,
-                &key,
-                &value,
+            let context = rotary_attention(
+                &layer.qkv.forward(&normed)?,
+                table,
                 &batch.attention_mask,
                 heads,
                 scale,

@@ -9,6 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::cpu_f32::{f32_slice, with_cpu_f32};
+use super::fused::Place;
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -46,19 +47,31 @@ impl RotaryTable {
         }
     }
 
-    /// Rotate `(B, L, H)` values in place (`H` = heads × `2·half`), by `+angle` or, for the
-    /// backward pass, by `−angle`.
-    fn rotate(&self, xs: &[f32], hidden: usize, inverse: bool) -> Vec<f32> {
-        let half = self.half;
+    /// The cosines and signed sines of the token in row `token` of a `(B, L, ·)` buffer.
+    fn angles(&self, token: usize, inverse: bool) -> (&[f32], &[f32], f32) {
+        let position = token % self.seq_len;
+        let span = position * self.half..(position + 1) * self.half;
         let sign = if inverse { -1.0 } else { 1.0 };
-        let mut out = vec![0f32; xs.len()];
+        (&self.cos[span.clone()], &self.sin[span], sign)
+    }
+
+    /// The `(B, L, H)` projection at `place` of `xs` (`H` = heads × `2·half`), rotated by
+    /// `+angle` or, for the backward pass, by `−angle`, as a dense `(B, L, H)` buffer.
+    pub(super) fn rotated(
+        &self,
+        xs: &[f32],
+        place: Place,
+        hidden: usize,
+        inverse: bool,
+    ) -> Vec<f32> {
+        let half = self.half;
+        let mut out = vec![0f32; xs.len() / place.rs * hidden];
         out.par_chunks_mut(hidden)
-            .zip(xs.par_chunks(hidden))
+            .zip(xs.par_chunks(place.rs))
             .enumerate()
             .for_each(|(token, (out_row, row))| {
-                let position = token % self.seq_len;
-                let cos = &self.cos[position * half..(position + 1) * half];
-                let sin = &self.sin[position * half..(position + 1) * half];
+                let (cos, sin, sign) = self.angles(token, inverse);
+                let row = &row[place.col..place.col + hidden];
                 for (out_head, head) in out_row
                     .chunks_exact_mut(2 * half)
                     .zip(row.chunks_exact(2 * half))
@@ -72,6 +85,31 @@ impl RotaryTable {
                 }
             });
         out
+    }
+
+    /// Rotate the `(B, L, H)` projection at `place` of `buf` in place (each `(k, k + d/2)`
+    /// pair is read and written by itself only).
+    pub(super) fn rotate_in_place(
+        &self,
+        buf: &mut [f32],
+        place: Place,
+        hidden: usize,
+        inverse: bool,
+    ) {
+        let half = self.half;
+        buf.par_chunks_mut(place.rs)
+            .enumerate()
+            .for_each(|(token, row)| {
+                let (cos, sin, sign) = self.angles(token, inverse);
+                for head in row[place.col..place.col + hidden].chunks_exact_mut(2 * half) {
+                    for k in 0..half {
+                        let (x1, x2) = (head[k], head[k + half]);
+                        let (c, s) = (cos[k], sign * sin[k]);
+                        head[k] = x1 * c - x2 * s;
+                        head[k + half] = x2 * c + x1 * s;
+                    }
+                }
+            });
     }
 
     /// `(L, d/2)` tensors of the cosines and sines.
@@ -98,19 +136,21 @@ impl CustomOp1 for RotaryOp {
         let (_, seq_len, hidden) = layout.shape().dims3()?;
         check(&self.table, seq_len, hidden)?;
         Ok((
-            CpuStorage::F32(self.table.rotate(xs, hidden, false)),
+            CpuStorage::F32(self.table.rotated(xs, Place::dense(hidden), hidden, false)),
             layout.shape().clone(),
         ))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
         let hidden = arg.dim(D::Minus1)?;
-        let dx = with_cpu_f32(grad, self.name(), |g| self.table.rotate(g, hidden, true))?;
+        let dx = with_cpu_f32(grad, self.name(), |g| {
+            self.table.rotated(g, Place::dense(hidden), hidden, true)
+        })?;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 
-fn check(table: &RotaryTable, seq_len: usize, hidden: usize) -> CResult<()> {
+pub(super) fn check(table: &RotaryTable, seq_len: usize, hidden: usize) -> CResult<()> {
     if seq_len != table.seq_len || table.half == 0 || !hidden.is_multiple_of(2 * table.half) {
         candle_core::bail!(
             "rotary: a table for {} positions and heads of {} does not fit ({seq_len}, {hidden})",
