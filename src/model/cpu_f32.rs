@@ -38,3 +38,18 @@ pub(super) fn with_cpu_f32<R>(
         _ => bail!("{op}: the fused kernel runs on CPU tensors only"),
     }
 }
+
+/// A vector of `n` f32 values that `write` fills through the pointer, without zero-filling the
+/// memory first (the kernels' products overwrite their whole output: a memset before them only
+/// costs a pass over memory).
+///
+/// # Safety
+/// `write` must initialise all `n` elements (for instance with `gemm` not reading its
+/// destination, over blocks that cover the buffer).
+pub(super) unsafe fn written_f32(n: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut values = Vec::with_capacity(n);
+    write(values.as_mut_ptr());
+    // SAFETY: the caller's contract: all n elements are initialised.
+    unsafe { values.set_len(n) };
+    values
+}

@@ -21,7 +21,7 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor}
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::cpu_f32::{f32_slice, with_cpu_f32, PAR_ROWS};
+use super::cpu_f32::{f32_slice, with_cpu_f32, written_f32, PAR_ROWS};
 use super::gelu::{gelu_erf, gelu_erf_grad};
 
 type CResult<T> = candle_core::Result<T>;
@@ -300,21 +300,23 @@ impl CustomOp3 for LinearOp {
             Ok(dz)
         })??;
         let dx = if xs.track_op() {
-            let mut dx = vec![0f32; rows * in_dim];
-            with_cpu_f32(weight, self.name(), |w| {
-                // SAFETY: dx is (rows, in); dz (rows, out) and W (out, in) contiguous.
+            let dx = with_cpu_f32(weight, self.name(), |w| {
+                // SAFETY: dx is (rows, in), written whole by the product; dz (rows, out) and W
+                // (out, in) contiguous.
                 unsafe {
-                    matmul(
-                        rows,
-                        in_dim,
-                        out_dim,
-                        dx.as_mut_ptr(),
-                        in_dim,
-                        false,
-                        View::rows(&dz, 0, out_dim),
-                        View::rows(w, 0, in_dim),
-                        all_threads(),
-                    )
+                    written_f32(rows * in_dim, |dx| {
+                        matmul(
+                            rows,
+                            in_dim,
+                            out_dim,
+                            dx,
+                            in_dim,
+                            false,
+                            View::rows(&dz, 0, out_dim),
+                            View::rows(w, 0, in_dim),
+                            all_threads(),
+                        )
+                    })
                 }
             })?;
             Some(Tensor::from_vec(dx, xs.shape(), xs.device())?)
@@ -322,21 +324,23 @@ impl CustomOp3 for LinearOp {
             None
         };
         let dw = if weight.track_op() {
-            let mut dw = vec![0f32; out_dim * in_dim];
-            with_cpu_f32(xs, self.name(), |x| {
-                // SAFETY: dW is (out, in); dzᵀ (out, rows) and x (rows, in).
+            let dw = with_cpu_f32(xs, self.name(), |x| {
+                // SAFETY: dW is (out, in), written whole by the product (zeros when rows is
+                // 0); dzᵀ (out, rows) and x (rows, in).
                 unsafe {
-                    matmul(
-                        out_dim,
-                        in_dim,
-                        rows,
-                        dw.as_mut_ptr(),
-                        in_dim,
-                        false,
-                        View::transposed(&dz, 0, out_dim),
-                        View::rows(x, 0, in_dim),
-                        all_threads(),
-                    )
+                    written_f32(out_dim * in_dim, |dw| {
+                        matmul(
+                            out_dim,
+                            in_dim,
+                            rows,
+                            dw,
+                            in_dim,
+                            false,
+                            View::transposed(&dz, 0, out_dim),
+                            View::rows(x, 0, in_dim),
+                            all_threads(),
+                        )
+                    })
                 }
             })?;
             Some(Tensor::from_vec(dw, weight.shape(), weight.device())?)
@@ -543,27 +547,28 @@ impl AttentionCore {
         v: Operand,
         keep: bool,
     ) -> (Vec<f32>, Option<Vec<f32>>) {
-        let mut out = vec![0f32; g.elements()];
-        let out_ptr = SharedMut(out.as_mut_ptr());
         let square = g.square();
         let dense = Place::dense(g.hidden);
-        let head = |bh: usize, probs: &mut [f32], scratch: &mut [f32]| {
+        // Head bh: the scores into the L × L block at `probs` (written whole by the product),
+        // softmax in place, the context into its own L × head_dim column block of `out`.
+        let head = |bh: usize, probs: *mut f32, out: SharedMut, scratch: &mut [f32]| {
             let b = bh / g.heads;
-            // SAFETY: probs holds L × L; the operands hold (B, L, H) projections at their
-            // places, and head bh writes only its own L × head_dim column block of out.
-            unsafe {
+            // SAFETY: probs is valid for L × L writes; the operands hold (B, L, H) projections
+            // at their places; head bh writes only its own column block of out.
+            let probs = unsafe {
                 matmul(
                     g.seq_len,
                     g.seq_len,
                     g.head_dim,
-                    probs.as_mut_ptr(),
+                    probs,
                     g.seq_len,
                     false,
                     View::rows(q.data, g.at(bh, q.place), q.place.rs),
                     View::transposed(k.data, g.at(bh, k.place), k.place.rs),
                     Parallelism::None,
                 );
-            }
+                std::slice::from_raw_parts_mut(probs, square)
+            };
             self.softmax(probs, &self.key_mask[b * g.seq_len..(b + 1) * g.seq_len]);
             let dropped = self.dropped(bh, probs, scratch);
             unsafe {
@@ -571,7 +576,7 @@ impl AttentionCore {
                     g.seq_len,
                     g.head_dim,
                     g.seq_len,
-                    out_ptr.at(g.at(bh, dense)),
+                    out.at(g.at(bh, dense)),
                     g.hidden,
                     false,
                     View::rows(dropped, 0, g.seq_len),
@@ -581,19 +586,28 @@ impl AttentionCore {
             }
         };
         let scratch_len = if self.dropout.is_some() { square } else { 0 };
-        let kept = if keep {
-            let mut probs = vec![0f32; g.batch * g.heads * square];
-            probs.par_chunks_mut(square).enumerate().for_each_init(
-                || vec![0f32; scratch_len],
-                |scratch, (bh, p)| head(bh, p, scratch),
-            );
-            Some(probs)
-        } else {
-            (0..g.batch * g.heads).into_par_iter().for_each_init(
-                || (vec![0f32; square], vec![0f32; scratch_len]),
-                |(p, scratch), bh| head(bh, p, scratch),
-            );
-            None
+        let bhs = g.batch * g.heads;
+        let mut kept = None;
+        // SAFETY: the heads' column blocks cover every row and column of out (heads × head_dim
+        // = H), and with `keep` their L × L blocks cover probs.
+        let out = unsafe {
+            written_f32(g.elements(), |out| {
+                let out = SharedMut(out);
+                if keep {
+                    kept = Some(written_f32(bhs * square, |probs| {
+                        let probs = SharedMut(probs);
+                        (0..bhs).into_par_iter().for_each_init(
+                            || vec![0f32; scratch_len],
+                            |scratch, bh| head(bh, probs.at(bh * square), out, scratch),
+                        );
+                    }));
+                } else {
+                    (0..bhs).into_par_iter().for_each_init(
+                        || (vec![0f32; square], vec![0f32; scratch_len]),
+                        |(p, scratch), bh| head(bh, p.as_mut_ptr(), out, scratch),
+                    );
+                }
+            })
         };
         (out, kept)
     }

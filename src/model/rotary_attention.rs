@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 
-use super::cpu_f32::{f32_slice, with_cpu_f32};
+use super::cpu_f32::{f32_slice, with_cpu_f32, written_f32};
 use super::fused::{key_mask_values, AttentionCore, Operand, Place, SharedMut, Target};
 use super::ops::attention;
 use super::rotary::{check, rotary_composed, RotaryTable};
@@ -98,42 +98,43 @@ impl CustomOp1 for RotaryAttentionOp {
             bail!("rotary attention: backward through a forward pass that recorded no graph");
         };
         let rs = 3 * hidden;
-        let mut dqkv = vec![0f32; 3 * g.elements()];
-        let ptr = SharedMut(dqkv.as_mut_ptr());
-        let target = |col: usize| Target {
-            ptr,
-            place: Place { col, rs },
-        };
-        with_cpu_f32(qkv, self.name(), |packed| {
+        let mut dqkv = with_cpu_f32(qkv, self.name(), |packed| {
             let (q, k) = self.rotated(packed, hidden);
             let dense = Place::dense(hidden);
             with_cpu_f32(grad, self.name(), |dctx| {
-                // SAFETY: the three targets are the disjoint column blocks 0..H, H..2H and
-                // 2H..3H of the (B, L, 3H) buffer dqkv, which nothing else touches meanwhile.
+                // SAFETY: the three targets are the column blocks 0..H, H..2H and 2H..3H of
+                // the (B, L, 3H) buffer: disjoint, together the whole buffer, which the
+                // backward pass writes (not reads) and nothing else touches meanwhile.
                 unsafe {
-                    self.core.backward(
-                        &g,
-                        probs,
-                        Operand {
-                            data: &q,
-                            place: dense,
-                        },
-                        Operand {
-                            data: &k,
-                            place: dense,
-                        },
-                        Operand {
-                            data: packed,
-                            place: Place {
-                                col: 2 * hidden,
-                                rs,
+                    written_f32(3 * g.elements(), |ptr| {
+                        let target = |col: usize| Target {
+                            ptr: SharedMut(ptr),
+                            place: Place { col, rs },
+                        };
+                        self.core.backward(
+                            &g,
+                            probs,
+                            Operand {
+                                data: &q,
+                                place: dense,
                             },
-                        },
-                        dctx,
-                        target(0),
-                        target(hidden),
-                        target(2 * hidden),
-                    )
+                            Operand {
+                                data: &k,
+                                place: dense,
+                            },
+                            Operand {
+                                data: packed,
+                                place: Place {
+                                    col: 2 * hidden,
+                                    rs,
+                                },
+                            },
+                            dctx,
+                            target(0),
+                            target(hidden),
+                            target(2 * hidden),
+                        )
+                    })
                 }
             })
         })??;
