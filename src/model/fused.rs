@@ -457,7 +457,7 @@ impl AttentionCore {
     /// The geometry of `(batch, seq_len, hidden)` projections, checked against the heads, the
     /// key mask and the dropout mask.
     pub(super) fn geometry(&self, batch: usize, seq_len: usize, hidden: usize) -> CResult<Heads> {
-        if self.heads == 0 || hidden % self.heads != 0 {
+        if self.heads == 0 || !hidden.is_multiple_of(self.heads) {
             bail!(
                 "attention: hidden size {hidden} is not a multiple of {} heads",
                 self.heads

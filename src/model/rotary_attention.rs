@@ -34,7 +34,7 @@ impl RotaryAttentionOp {
     /// `(B, L, H)` of a packed `(B, L, 3H)` shape.
     fn dims(&self, packed: &Shape) -> CResult<(usize, usize, usize)> {
         let (batch, seq_len, width) = packed.dims3()?;
-        if width == 0 || width % 3 != 0 {
+        if width == 0 || !width.is_multiple_of(3) {
             bail!("rotary attention: the packed projection {packed:?} is not (B, L, 3·H)");
         }
         check(&self.table, seq_len, width / 3)?;
