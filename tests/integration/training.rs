@@ -454,9 +454,17 @@ fn every_shipped_recipe_checks_and_trains_two_steps() {
                 overrides.push("student.layers=[0, 1]".to_string());
             }
         }
-        if raw.teachers.len() == 1 && missing(&raw.teachers[0].model) {
-            let teacher = fixture("tiny-bert-ce");
-            overrides.push(format!("teacher.model={}", teacher.display()));
+        // Every teacher made by another recipe (an ensemble's too) becomes the tiny BERT.
+        let teacher = fixture("tiny-bert-ce");
+        for (index, entry) in raw.teachers.iter().enumerate() {
+            if missing(&entry.model) {
+                let key = if raw.teachers.len() == 1 {
+                    "teacher.model".to_string()
+                } else {
+                    format!("teacher.{index}.model")
+                };
+                overrides.push(format!("{key}={}", teacher.display()));
+            }
         }
         let loaded = crossdistill::recipe::load(&recipe, &overrides).unwrap();
         let plan = Plan::build(loaded, &LossRegistry::default())
