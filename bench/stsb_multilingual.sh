@@ -11,15 +11,15 @@
 #
 #   bench/stsb_multilingual.sh
 # Env: TEACHERS (default "runs/stsb-teacher-e5/final runs/stsb-teacher/final"), E5 (default
-# runs/e5-small-stsb), STUDENTS (default runs/stsb-multilingual/final), SPLIT (default
+# runs/e5-small-stsb), STUDENTS (default runs/stsb-multilingual/final; "" for none), SPLIT (default
 # data/stsb-multi/heldout.jsonl), LANGS (default all 11), CROSSDISTILL (default
 # target/release/crossdistill), SPEED=0 to skip the speed column.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-teachers="${TEACHERS:-runs/stsb-teacher-e5/final runs/stsb-teacher/final}"
+teachers="${TEACHERS-runs/stsb-teacher-e5/final runs/stsb-teacher/final}"
 e5="${E5:-runs/e5-small-stsb}"
-students="${STUDENTS:-runs/stsb-multilingual/final}"
+students="${STUDENTS-runs/stsb-multilingual/final}"
 split="${SPLIT:-data/stsb-multi/heldout.jsonl}"
 langs="${LANGS:-en de es fr it nl pl pt ru zh ja}"
 bin="${CROSSDISTILL:-$root/target/release/crossdistill}"
@@ -89,7 +89,7 @@ for lang in $langs; do
   if [ "$nt" -gt 1 ]; then line="$line $(spearman "${files[@]}") |"; fi
   e5s=$("$bin" eval --model "$e5" --bi-encoder --prompt "query: " --correlation "$split" \
     --columns "${lang}_1,${lang}_2" --label score --json 2>/dev/null |
-    python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"correlation\"][\"spearman\"]:.3f}")')
+    python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["correlation"]["spearman"])')
   line="$line $e5s |"
   for s in $students; do
     out="$work/$(name "$s")-$lang.jsonl"
