@@ -54,6 +54,28 @@ impl RotaryAttentionOp {
     }
 }
 
+/// The attention operands: the rotated query and key (dense) and the value in the packed buffer.
+fn operands<'a>(q: &'a [f32], k: &'a [f32], qkv: &'a [f32], hidden: usize) -> [Operand<'a>; 3] {
+    let dense = Place::dense(hidden);
+    [
+        Operand {
+            data: q,
+            place: dense,
+        },
+        Operand {
+            data: k,
+            place: dense,
+        },
+        Operand {
+            data: qkv,
+            place: Place {
+                col: 2 * hidden,
+                rs: 3 * hidden,
+            },
+        },
+    ]
+}
+
 impl CustomOp1 for RotaryAttentionOp {
     fn name(&self) -> &'static str {
         "crossdistill-rotary-attention"
@@ -64,26 +86,8 @@ impl CustomOp1 for RotaryAttentionOp {
         let g = self.core.geometry(batch, seq_len, hidden)?;
         let qkv = f32_slice(storage, layout, self.name())?;
         let (q, k) = self.rotated(qkv, hidden);
-        let dense = Place::dense(hidden);
-        let (out, probs) = self.core.forward(
-            &g,
-            Operand {
-                data: &q,
-                place: dense,
-            },
-            Operand {
-                data: &k,
-                place: dense,
-            },
-            Operand {
-                data: qkv,
-                place: Place {
-                    col: 2 * hidden,
-                    rs: 3 * hidden,
-                },
-            },
-            self.keep,
-        );
+        let [q, k, v] = operands(&q, &k, qkv, hidden);
+        let (out, probs) = self.core.forward(&g, q, k, v, self.keep);
         if probs.is_some() {
             *self.probs.lock().expect("no panic while holding it") = probs;
         }
@@ -100,7 +104,6 @@ impl CustomOp1 for RotaryAttentionOp {
         let rs = 3 * hidden;
         let mut dqkv = with_cpu_f32(qkv, self.name(), |packed| {
             let (q, k) = self.rotated(packed, hidden);
-            let dense = Place::dense(hidden);
             with_cpu_f32(grad, self.name(), |dctx| {
                 // SAFETY: the three targets are the column blocks 0..H, H..2H and 2H..3H of
                 // the (B, L, 3H) buffer: disjoint, together the whole buffer, which the
@@ -111,24 +114,13 @@ impl CustomOp1 for RotaryAttentionOp {
                             ptr: SharedMut(ptr),
                             place: Place { col, rs },
                         };
+                        let [q, k, v] = operands(&q, &k, packed, hidden);
                         self.core.backward(
                             &g,
                             probs,
-                            Operand {
-                                data: &q,
-                                place: dense,
-                            },
-                            Operand {
-                                data: &k,
-                                place: dense,
-                            },
-                            Operand {
-                                data: packed,
-                                place: Place {
-                                    col: 2 * hidden,
-                                    rs,
-                                },
-                            },
+                            q,
+                            k,
+                            v,
                             dctx,
                             target(0),
                             target(hidden),
