@@ -1,24 +1,21 @@
-//! AdamW as candle tensor ops on the parameters' device, moments kept there as tensors.
+//! AdamW on the parameters' device, moments kept there, as two fused kernels per parameter
+//! ([`super::fused_adamw`]): the device-generic counterpart of [`super::optim::AdamW`] (which
+//! updates host memory in place, the CPU's fast path), with the same torch.optim.AdamW formula
+//! in f32 and decoupled decay only where the parameter [`decays`](crate::model::ParamKind).
 //!
-//! The device-generic counterpart of [`super::optim::AdamW`] (which updates host memory in
-//! place, the CPU's fast path): the same torch.optim.AdamW formula in f32, decoupled decay only
-//! where the parameter [`decays`](crate::model::ParamKind), bias corrections computed on the
-//! host from the step count. candle has no multi-tensor or fused kernels, so each parameter
-//! costs 13 elementwise kernels per step (12 without decay) plus the copy into the variable:
-//!
-//! ```text
-//! m ← b1·m + (1−b1)·g                       3 (two scalings, an addition)
-//! v ← b2·v + (1−b2)·g²                      4 (a square, two scalings, an addition)
-//! d ← √v / √(1−b2ᵗ) + eps                   2 (a square root, a fused scale-and-shift)
-//! p ← p·(1−lr·wd) − lr/(1−b1ᵗ) · m / d      4 (a scaling, a division, a scaling, a subtraction)
-//! ```
+//! What makes it device-resident is that nothing in a step needs the host: whether the step
+//! applies (`ok`: its loss and gradient norm are finite), the clip factor and the bias
+//! corrections' step count `t` are device tensors, so a non-finite step is skipped on the device
+//! (both kernels leave everything as it was) and the trainer reads the step's scalars later, once
+//! per log window. Per parameter and step: two kernel launches (was 13 candle ops plus a copy).
 //!
 //! The state converts to and from [`AdamW`] ([`DeviceAdamW::to_host`], [`DeviceAdamW::from_host`])
 //! so checkpoints keep one format whichever path trained.
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use super::device_gradients::DeviceGradients;
+use super::fused_adamw::{MomentsUpdate, ParamUpdate};
 use super::optim::{check_counts, AdamW, AdamWConfig};
 use crate::error::{Error, Result};
 use crate::model::Params;
@@ -26,8 +23,8 @@ use crate::model::Params;
 /// Optimizer state of one parameter, on its device.
 #[derive(Debug, Clone)]
 struct DeviceMoments {
-    m: Tensor,
-    v: Tensor,
+    /// `(2n,)` f32: the first moments, then the second.
+    moments: Tensor,
     decay: bool,
 }
 
@@ -36,84 +33,107 @@ struct DeviceMoments {
 pub struct DeviceAdamW {
     config: AdamWConfig,
     moments: Vec<DeviceMoments>,
-    step: u64,
+    /// `(1,)` f32 on the parameters' device: updates applied so far (exact to 2²⁴ steps).
+    steps: Tensor,
 }
 
 impl DeviceAdamW {
     /// Zero moments for every parameter of `params`, on each parameter's device.
     pub fn new(params: &Params, config: AdamWConfig) -> Result<Self> {
+        Self::with_moments(params, config, 0, |_| None)
+    }
+
+    fn with_moments(
+        params: &Params,
+        config: AdamWConfig,
+        steps: u64,
+        mut host: impl FnMut(usize) -> Option<Vec<f32>>,
+    ) -> Result<Self> {
         let moments = params
             .iter()
-            .map(|(spec, var)| {
-                let zeros = Tensor::zeros(var.shape(), DType::F32, var.device())?;
+            .enumerate()
+            .map(|(index, (spec, var))| {
+                let n = 2 * var.elem_count();
+                let moments = match host(index) {
+                    Some(values) => Tensor::from_vec(values, n, var.device())?,
+                    None => Tensor::zeros(n, DType::F32, var.device())?,
+                };
                 Ok(DeviceMoments {
-                    m: zeros.clone(),
-                    v: zeros,
+                    moments,
                     decay: spec.kind.decays(),
                 })
             })
             .collect::<Result<_>>()?;
+        let device = params
+            .vars()
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
         Ok(Self {
             config,
             moments,
-            step: 0,
+            steps: Tensor::new(&[steps as f32], &device)?,
         })
     }
 
     /// The state of a host [`AdamW`] (a fresh one, or one loaded from a checkpoint) copied onto
     /// the devices of `params`.
     pub fn from_host(host: &AdamW, params: &Params) -> Result<Self> {
-        let mut device = Self::new(params, host.config())?;
         let count = host.moments().count();
-        if count != device.moments.len() {
+        if count != params.vars().len() {
             return Err(Error::invalid(format!(
                 "optimizer state has {count} parameter states, the model has {}",
-                device.moments.len()
+                params.vars().len()
             )));
         }
-        for ((target, (m, v)), (_, var)) in device
-            .moments
-            .iter_mut()
-            .zip(host.moments())
-            .zip(params.iter())
-        {
-            target.m = Tensor::from_slice(m, var.shape(), var.device())?;
-            target.v = Tensor::from_slice(v, var.shape(), var.device())?;
-        }
-        device.step = host.steps();
-        Ok(device)
+        let moments: Vec<(&[f32], &[f32])> = host.moments().collect();
+        Self::with_moments(params, host.config(), host.steps(), |index| {
+            let (m, v) = moments[index];
+            Some([m, v].concat())
+        })
     }
 
-    /// The state copied to the host as an [`AdamW`] (for checkpoints: one read of every moment).
+    /// The state copied to the host as an [`AdamW`] (for checkpoints: one read of every moment
+    /// and of the step count).
     pub fn to_host(&self, params: &Params) -> Result<AdamW> {
         let mut host = AdamW::new(params, self.config);
         let moments = self
             .moments
             .iter()
             .map(|state| {
-                Ok((
-                    state.m.flatten_all()?.to_vec1::<f32>()?,
-                    state.v.flatten_all()?.to_vec1::<f32>()?,
-                ))
+                let mut m = state.moments.to_vec1::<f32>()?;
+                let v = m.split_off(m.len() / 2);
+                Ok((m, v))
             })
             .collect::<Result<Vec<_>>>()?;
-        host.restore(self.step, moments)?;
+        host.restore(self.steps()?, moments)?;
         Ok(host)
     }
 
-    /// Optimizer steps taken.
-    pub fn steps(&self) -> u64 {
-        self.step
+    /// Updates applied (a read from the device).
+    pub fn steps(&self) -> Result<u64> {
+        Ok(self.steps.to_vec1::<f32>()?[0] as u64)
     }
 
-    /// One update of every variable with its gradient (same order as at construction); a
-    /// parameter without a gradient this step updates with a zero gradient, as the host path does.
-    pub fn step(&mut self, vars: &[Var], grads: &DeviceGradients, lr: f64) -> Result<()> {
+    /// One update of every variable with its gradient (same order as at construction), applied
+    /// only where `ok` (a `(1,)` f32 device tensor, 1 or 0) is 1, with the gradients scaled by
+    /// `clip` (`(1,)` f32); a parameter without a gradient this step updates with a zero
+    /// gradient, as the host path does. Reads nothing from the device.
+    pub fn step(
+        &mut self,
+        vars: &[Var],
+        grads: &DeviceGradients,
+        lr: f64,
+        ok: &Tensor,
+        clip: &Tensor,
+    ) -> Result<()> {
         let grads = grads.tensors();
         check_counts(vars.len(), grads.len(), self.moments.len())?;
-        self.step += 1;
-        let coefficients = Coefficients::new(&self.config, lr, self.step);
-        for ((var, grad), moments) in vars.iter().zip(grads).zip(self.moments.iter_mut()) {
+        self.steps = (&self.steps + ok)?;
+        let flags = Tensor::cat(&[ok, &self.steps, clip], 0)?;
+        let (beta1, beta2) = (self.config.beta1 as f32, self.config.beta2 as f32);
+        let lr32 = lr as f32;
+        let moments_op = MomentsUpdate { beta1, beta2 };
+        for ((var, grad), state) in vars.iter().zip(grads).zip(&self.moments) {
             let zeros;
             let grad = match grad {
                 Some(grad) => grad,
@@ -122,63 +142,23 @@ impl DeviceAdamW {
                     &zeros
                 }
             };
-            let (param, m, v) = adamw_update(var.as_tensor(), moments, grad, &coefficients)?;
-            var.set(&param)?;
-            moments.m = m;
-            moments.v = v;
+            let param = var.as_tensor();
+            let param_op = ParamUpdate {
+                lr: lr32,
+                beta1,
+                beta2,
+                eps: self.config.eps as f32,
+                decay: if state.decay {
+                    1.0 - lr32 * self.config.weight_decay as f32
+                } else {
+                    1.0
+                },
+            };
+            state
+                .moments
+                .inplace_op3(&grad.flatten_all()?, &flags, &moments_op)?;
+            param.inplace_op3(&state.moments, &flags, &param_op)?;
         }
         Ok(())
     }
-}
-
-/// The scalars of one step, computed in f32 on the host as [`AdamW`] computes them.
-struct Coefficients {
-    beta1: f32,
-    beta2: f32,
-    /// `lr / (1 − b1ᵗ)`.
-    step_size: f32,
-    /// `√(1 − b2ᵗ)`.
-    bias2_sqrt: f32,
-    eps: f32,
-    /// `1 − lr·wd`.
-    decay: f32,
-}
-
-impl Coefficients {
-    fn new(config: &AdamWConfig, lr: f64, step: u64) -> Self {
-        let lr = lr as f32;
-        let (beta1, beta2) = (config.beta1 as f32, config.beta2 as f32);
-        let bias1 = 1.0 - beta1.powi(step as i32);
-        let bias2 = 1.0 - beta2.powi(step as i32);
-        Self {
-            beta1,
-            beta2,
-            step_size: lr / bias1,
-            bias2_sqrt: bias2.sqrt(),
-            eps: config.eps as f32,
-            decay: 1.0 - lr * config.weight_decay as f32,
-        }
-    }
-}
-
-/// The new parameter and moments of one AdamW step (see the module docs for the kernels).
-fn adamw_update(
-    param: &Tensor,
-    moments: &DeviceMoments,
-    grad: &Tensor,
-    c: &Coefficients,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let (b1, b2) = (f64::from(c.beta1), f64::from(c.beta2));
-    let m = (moments.m.affine(b1, 0.0)? + grad.affine(1.0 - b1, 0.0)?)?;
-    let v = (moments.v.affine(b2, 0.0)? + grad.sqr()?.affine(1.0 - b2, 0.0)?)?;
-    let denom = v
-        .sqrt()?
-        .affine(1.0 / f64::from(c.bias2_sqrt), f64::from(c.eps))?;
-    let step = m.div(&denom)?.affine(f64::from(c.step_size), 0.0)?;
-    let decayed = if moments.decay {
-        param.affine(f64::from(c.decay), 0.0)?
-    } else {
-        param.clone()
-    };
-    Ok(((decayed - step)?, m, v))
 }

@@ -3,7 +3,8 @@
 //!
 //! The device-generic counterpart of [`super::gradients::Gradients`] (host f32 buffers, the CPU's
 //! fast path); both compute the same values in f32: `sum_k scale_k · grad_k`, the global L2 norm,
-//! torch's `clip_grad_norm_` scale `min(1, max_norm / (norm + 1e-6))`.
+//! torch's `clip_grad_norm_` scale `min(1, max_norm / (norm + 1e-6))` (which the fused AdamW
+//! kernels multiply into the gradient as they read it).
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -70,22 +71,6 @@ impl DeviceGradients {
         Ok(Some(total.sqrt()?))
     }
 
-    /// Scale every gradient by torch's clip factor `min(1, max_norm / (norm + 1e-6))`, computed
-    /// on the device from `norm` (as given by [`DeviceGradients::norm`]) without reading it;
-    /// nothing happens when `max_norm <= 0`.
-    pub fn clip_to(&mut self, norm: &Tensor, max_norm: f64) -> Result<()> {
-        if max_norm <= 0.0 {
-            return Ok(());
-        }
-        let scale = clip_scale(norm, max_norm)?;
-        for slot in self.tensors.iter_mut() {
-            if let Some(grad) = slot.take() {
-                *slot = Some(grad.broadcast_mul(&scale)?);
-            }
-        }
-        Ok(())
-    }
-
     /// The gradient tensors, in parameter order.
     pub fn tensors(&self) -> &[Option<Tensor>] {
         &self.tensors
@@ -140,11 +125,11 @@ mod tests {
             "{norm_value} vs {host_norm}"
         );
         host.clip_to(host_norm, 1.0);
-        device.clip_to(&norm, 1.0).unwrap();
+        let clip = clip_scale(&norm, 1.0).unwrap();
         assert!(device.tensors()[2].is_none());
         for (h, d) in host.buffers().iter().zip(device.tensors()) {
             let Some(d) = d else { continue };
-            let d: Vec<f32> = d.to_vec1().unwrap();
+            let d: Vec<f32> = d.broadcast_mul(&clip).unwrap().to_vec1().unwrap();
             for (x, y) in h.iter().zip(&d) {
                 assert!((x - y).abs() <= 1e-7 * x.abs(), "{x} vs {y}");
             }

@@ -1,12 +1,11 @@
 //! One micro-batch of a step: every loss forward and backward, the gradients added into the
 //! step's buffers; and what is told of the batch when a loss rejects it.
 
-use std::collections::BTreeMap;
-
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 use super::plan::Plan;
+use super::step_losses::StepLosses;
 use super::step_optimizer::StepOptimizer;
 use crate::error::{Error, Result};
 use crate::loss::{LossInput, LossValue};
@@ -23,7 +22,7 @@ pub fn step_seed(seed: u64, step: usize, micro: usize) -> u64 {
 }
 
 /// Forward and backward of every loss on one micro-batch; adds `grad / accumulation` into
-/// `grads`. Returns the weighted total and each loss's value.
+/// `grads` and each loss's value into `losses` (on the device: nothing is read from it).
 pub fn micro_step(
     plan: &mut Plan,
     batch: &Batch,
@@ -31,15 +30,14 @@ pub fn micro_step(
     grads: &mut StepOptimizer,
     seed: u64,
     accumulation: usize,
-) -> Result<(f64, BTreeMap<String, f64>)> {
+    losses: &mut StepLosses,
+) -> Result<()> {
     let data_labels: Option<Vec<Vec<f32>>> = batch
         .examples
         .iter()
         .map(|row| row.label.as_ref().map(label_values))
         .collect();
     let mut graph: Option<Tensor> = None;
-    let mut total = 0f64;
-    let mut parts = BTreeMap::new();
     let mut own_grads: Vec<(f64, GradStore)> = Vec::new();
     for (index, planned) in plan.losses.iter_mut().enumerate() {
         let labels: Option<&[Vec<f32>]> = match planned.labels {
@@ -56,9 +54,7 @@ pub fn micro_step(
         let kind = planned.log_key.clone();
         match value {
             LossValue::Graph(loss) => {
-                let scalar = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-                total += planned.weight * scalar;
-                *parts.entry(kind).or_insert(0.0) += scalar;
+                losses.add(&kind, planned.weight, &loss)?;
                 let weighted = (loss.to_dtype(candle_core::DType::F32)? * planned.weight)?;
                 graph = Some(match graph {
                     Some(g) => (g + weighted)?,
@@ -66,8 +62,7 @@ pub fn micro_step(
                 });
             }
             LossValue::Backpropagated { value, grads } => {
-                total += planned.weight * value as f64;
-                *parts.entry(kind).or_insert(0.0) += value as f64;
+                losses.add_host(&kind, planned.weight, f64::from(value))?;
                 own_grads.push((planned.weight, grads));
             }
         }
@@ -80,7 +75,7 @@ pub fn micro_step(
     for (weight, store) in own_grads {
         grads.add(vars, &store, weight * scale)?;
     }
-    Ok((total, parts))
+    Ok(())
 }
 
 /// A loss's complaint about a batch (a label out of range, a wrong number of columns), told with

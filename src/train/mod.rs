@@ -8,10 +8,12 @@
 
 mod best_model;
 pub mod checkpoint;
+mod deferred_steps;
 mod device_adamw;
 mod device_gradients;
 pub mod evals;
 mod evaluation;
+mod fused_adamw;
 mod gradients;
 mod held_out;
 mod metrics_log;
@@ -25,6 +27,7 @@ mod progress;
 pub mod resume;
 mod run_dir;
 pub mod schedule;
+mod step_losses;
 mod step_optimizer;
 mod trainer;
 pub mod trainer_state;
@@ -36,6 +39,6 @@ pub use optim::{AdamW, AdamWConfig};
 pub use plan::{Plan, PlannedLoss};
 pub use progress::{Silent, TrainProgress};
 pub use schedule::{Schedule, ScheduleKind};
-pub use step_optimizer::StepOptimizer;
+pub use step_optimizer::{StepEnd, StepOptimizer, DEVICE_STEP_ENV};
 pub use trainer::{train, TrainReport};
 pub use trainer_state::{LogWindow, TrainerState};

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::best_model::{best_metric_key, is_better};
 use super::checkpoint;
+use super::deferred_steps::{DeferredSteps, SettledStep};
 use super::evaluation;
 use super::held_out::HeldOut;
 use super::metrics_log::append_metrics;
@@ -24,7 +25,8 @@ use super::plan::Plan;
 use super::progress::TrainProgress;
 use super::resume;
 use super::run_dir::{check_output_dir, explain_full_disk, lock_run_dir};
-use super::step_optimizer::StepOptimizer;
+use super::step_losses::StepLosses;
+use super::step_optimizer::{StepEnd, StepOptimizer};
 use super::trainer_state::{LogWindow, TrainerState};
 use crate::card::EvalResult;
 use crate::error::{Error, Result};
@@ -118,6 +120,9 @@ struct Trainer<'a> {
     state: TrainerState,
     /// Loss sums since the last log row (copied into `state` when a checkpoint is taken).
     window: LogWindow,
+    /// The device path's steps not yet read from the device (empty on the host path, and
+    /// whenever a log row, evaluation or checkpoint is written).
+    deferred: DeferredSteps,
     producer: Producer,
     held_out: Option<HeldOut>,
     vars: Vec<Var>,
@@ -227,8 +232,16 @@ impl<'a> Trainer<'a> {
         progress.start(state.step, plan.total_steps);
         let vars: Vec<Var> = plan.student.vars().to_vec();
         let optimizer = StepOptimizer::for_params(plan.student.params(), optimizer)?;
+        if matches!(optimizer, StepOptimizer::Device { .. }) {
+            progress.message(&format!(
+                "device-resident step on {:?}: gradients, clipping and AdamW stay there; losses and gradient norms are read once per log window (train.log_every = {})",
+                plan.student.device().location(),
+                plan.cadence.log_every
+            ));
+        }
         Ok(Self {
             window: state.window.clone(),
+            deferred: DeferredSteps::default(),
             metrics_path: output_dir.join("metrics.jsonl"),
             plan,
             progress,
@@ -243,13 +256,14 @@ impl<'a> Trainer<'a> {
     }
 
     /// One optimizer step: `train.gradient_accumulation` micro-batches forward and backward, then
-    /// the non-finite policy, gradient clipping and AdamW.
+    /// the non-finite check, gradient clipping and AdamW. On the host path the step is settled
+    /// (logged, or skipped / stopped when not finite) at once; on the device path its scalars
+    /// wait on the device until [`Trainer::settle_deferred`].
     fn step(&mut self) -> Result<Step> {
         let started = Instant::now();
         let plan_step = self.plan.step.clone();
         self.optimizer.zero();
-        let mut step_loss = 0f64;
-        let mut step_parts: BTreeMap<String, f64> = BTreeMap::new();
+        let mut losses = StepLosses::new(self.plan.student.device());
         let mut micro_batches = 0usize;
         let mut pairs = 0usize;
         let mut batch_lines: Vec<usize> = Vec::new();
@@ -274,33 +288,27 @@ impl<'a> Trainer<'a> {
                 continue;
             }
             let seed = step_seed(self.plan.seed, self.state.step, micro);
-            let (value, parts) = micro_step(
+            micro_step(
                 &mut self.plan,
                 &batch,
                 &self.vars,
                 &mut self.optimizer,
                 seed,
                 plan_step.gradient_accumulation,
+                &mut losses,
             )
             .map_err(|error| in_batch(error, &batch, &self.plan.train_name))?;
-            step_loss += value;
-            for (k, v) in parts {
-                *step_parts.entry(k).or_default() += v;
-            }
             micro_batches += 1;
         }
         if micro_batches == 0 {
             return Ok(Step::NoBatch);
         }
-        let scale = 1.0 / micro_batches as f64;
-        step_loss *= scale;
-        let grad_norm = self.optimizer.norm()?;
-        let non_finite = teacher_nan.is_some() || !step_loss.is_finite() || !grad_norm.is_finite();
-        if non_finite {
+        if let Some(bad) = teacher_nan {
+            // Known on the host (the teacher's scores are): skipped without an update.
             let skipped = NonFiniteStep {
                 step: self.state.step + 1,
-                teacher_score: teacher_nan.as_deref(),
-                loss: step_loss,
+                teacher_score: Some(&bad),
+                loss: f64::NAN,
                 lines: &batch_lines,
                 train_name: &self.plan.train_name,
             }
@@ -310,21 +318,81 @@ impl<'a> Trainer<'a> {
             self.state.skipped_steps += 1;
             return Ok(Step::Skipped);
         }
+        let scale = 1.0 / micro_batches as f64;
+        let loss = losses.total(scale)?;
         let lr = self.plan.schedule.lr(self.state.step);
-        self.optimizer
-            .clip_and_update(&self.vars, grad_norm, plan_step.max_grad_norm, lr)?;
+        let end = self
+            .optimizer
+            .finish(&self.vars, &loss, plan_step.max_grad_norm, lr)?;
         self.state.step += 1;
-        self.window.add_step(
-            step_loss,
-            step_parts,
+        let settled = SettledStep {
+            step: self.state.step,
+            loss: f64::NAN,
+            parts: BTreeMap::new(),
             scale,
+            norm: f64::NAN,
+            lr,
             pairs,
-            started.elapsed().as_secs_f64(),
-        );
-        self.state.last_lr = lr;
-        self.state.last_grad_norm = grad_norm;
-        self.progress.step(self.state.step, step_loss as f32);
-        Ok(Step::Taken)
+            seconds: started.elapsed().as_secs_f64(),
+            lines: batch_lines,
+        };
+        match end {
+            StepEnd::Known { loss: value, norm } => {
+                let (keys, values) = losses.parts();
+                let mut parts = BTreeMap::new();
+                for (key, value) in keys.into_iter().zip(values) {
+                    parts.insert(key, value.to_vec1::<f64>()?[0]);
+                }
+                let settled = SettledStep {
+                    loss: value,
+                    norm,
+                    parts,
+                    ..settled
+                };
+                Ok(if self.settle(settled)? {
+                    Step::Taken
+                } else {
+                    Step::Skipped
+                })
+            }
+            StepEnd::Deferred { norm } => {
+                self.deferred.push(&loss, &norm, &losses, settled)?;
+                Ok(Step::Taken)
+            }
+        }
+    }
+
+    /// Account for a step whose scalars are on the host: a finite one goes into the log window;
+    /// a non-finite one (its update was not applied) is skipped with a message or stops the run
+    /// (`train.on_nan`). Returns whether the step counted as taken.
+    fn settle(&mut self, step: SettledStep) -> Result<bool> {
+        if step.is_finite() {
+            self.state.last_lr = step.lr;
+            self.state.last_grad_norm = step.norm;
+            self.progress.step(step.step, step.loss as f32);
+            self.window
+                .add_step(step.loss, step.parts, step.scale, step.pairs, step.seconds);
+            return Ok(true);
+        }
+        let skipped = NonFiniteStep {
+            step: step.step,
+            teacher_score: None,
+            loss: step.loss,
+            lines: &step.lines,
+            train_name: &self.plan.train_name,
+        }
+        .skip_or_stop(self.plan.step.on_nan)?;
+        self.progress.message(&skipped);
+        self.state.skipped_steps += 1;
+        Ok(false)
+    }
+
+    /// Read the device path's waiting steps (one copy from the device) and settle each.
+    fn settle_deferred(&mut self) -> Result<()> {
+        for step in self.deferred.read()? {
+            self.settle(step)?;
+        }
+        Ok(())
     }
 
     /// After a step: log a metrics row, evaluate and checkpoint when their turn has come (the
@@ -333,7 +401,16 @@ impl<'a> Trainer<'a> {
         let step = self.state.step;
         let cadence = &self.plan.cadence;
         let last = step >= self.plan.total_steps;
-        if step.is_multiple_of(cadence.log_every.max(1)) || last {
+        let log_now = step.is_multiple_of(cadence.log_every.max(1)) || last;
+        let evaluate_now =
+            cadence.eval_every > 0 && step.is_multiple_of(cadence.eval_every) && !last;
+        let save_now = cadence.save_every > 0 && step.is_multiple_of(cadence.save_every) && !last;
+        if log_now || evaluate_now || save_now {
+            self.settle_deferred()?;
+        }
+        // A window whose every step was skipped has nothing to log (the host path does not
+        // reach here after a skipped step).
+        if log_now && !self.window.is_empty() {
             let mut row = self.window.row(
                 step,
                 self.plan.steps_per_epoch,
@@ -348,10 +425,6 @@ impl<'a> Trainer<'a> {
             self.log(&row)?;
             self.window = LogWindow::default();
         }
-        let cadence = &self.plan.cadence;
-        let evaluate_now =
-            cadence.eval_every > 0 && step.is_multiple_of(cadence.eval_every) && !last;
-        let save_now = cadence.save_every > 0 && step.is_multiple_of(cadence.save_every) && !last;
         if evaluate_now && !self.plan.evaluators.is_empty() {
             self.evaluate()?;
         }
@@ -369,6 +442,7 @@ impl<'a> Trainer<'a> {
         // The producer goes on to the held-out pairs (if it has not yet) while the trainer
         // checkpoints and evaluates.
         self.producer.end_batches();
+        self.settle_deferred()?;
         check_skipped(self.state.skipped_steps, self.state.step)?;
 
         // The final checkpoint, then the final evaluation and the final model. The checkpoint

@@ -72,6 +72,11 @@ impl LogWindow {
         self.seconds += seconds;
     }
 
+    /// No step since the last log row.
+    pub fn is_empty(&self) -> bool {
+        self.steps == 0
+    }
+
     /// The metrics row of the window at `step`: mean losses, learning rate, gradient norm and
     /// throughput.
     pub fn row(&self, step: usize, steps_per_epoch: usize, lr: f64, grad_norm: f64) -> Value {

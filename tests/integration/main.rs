@@ -7,6 +7,7 @@ mod card;
 mod causal_lm_teacher;
 mod common;
 mod custom_loss;
+mod device_step;
 mod eval_cli;
 mod mine;
 mod model_parity;

@@ -1,0 +1,469 @@
+//! AdamW fused into two in-place kernels per parameter, for the device step: one updates the
+//! moments, one the parameter, both reading the step's flags from the device, so the update
+//! needs no host read and a step found non-finite on the device leaves everything as it was.
+//!
+//! ```text
+//! flags = [ok, t, clip]               one (3,) f32 tensor per step, made on the device
+//! moments:  if ok: g = clip·grad;  m ← b1·m + (1−b1)·g;  v ← b2·v + (1−b2)·g·g
+//! param:    if ok: p ← p·(1−lr·wd) − (lr / (1−b1ᵗ)) · m / (√v / √(1−b2ᵗ) + eps)
+//! ```
+//!
+//! `ok` is 1 when the step's loss and gradient norm are finite (0 skips the step: torch's
+//! `fused=True` AdamW takes a `found_inf` tensor the same way), `t` the number of updates
+//! applied including this one (the bias corrections' step, kept on the device because it only
+//! advances on ok steps), `clip` torch's `clip_grad_norm_` factor. The formula, its order of
+//! operations and `powi` are those of the host [`AdamW`](super::optim::AdamW), so the CPU
+//! implementation here equals it exactly; the CUDA kernel is the same code in C, compiled by
+//! NVRTC at first use with FMA contraction off (the CPU's f32 arithmetic, rounded per operation).
+//! A parameter's moments are one contiguous `(2n,)` tensor: `m` then `v`.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, InplaceOp3, Layout};
+use rayon::prelude::*;
+
+/// Elements per parallel chunk on the CPU (as the host AdamW).
+const CHUNK: usize = 1 << 14;
+
+/// The moments half of the update (first kernel).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MomentsUpdate {
+    pub beta1: f32,
+    pub beta2: f32,
+}
+
+/// The parameter half of the update (second kernel; after [`MomentsUpdate`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ParamUpdate {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// `1 − lr·wd` where the parameter decays, else 1.
+    pub decay: f32,
+}
+
+/// The step's flags as the kernels read them.
+#[derive(Debug, Clone, Copy)]
+struct Flags {
+    ok: bool,
+    t: i32,
+    clip: f32,
+}
+
+impl Flags {
+    fn read(values: &[f32]) -> candle_core::Result<Self> {
+        match values {
+            [ok, t, clip] => Ok(Self {
+                ok: *ok != 0.0,
+                t: *t as i32,
+                clip: *clip,
+            }),
+            _ => candle_core::bail!(
+                "adamw: expected 3 step flags [ok, t, clip], found {}",
+                values.len()
+            ),
+        }
+    }
+}
+
+impl ParamUpdate {
+    /// `(lr / (1−b1ᵗ), √(1−b2ᵗ))` in f32, as the host AdamW computes them.
+    fn step_size_and_bias2_sqrt(&self, t: i32) -> (f32, f32) {
+        let bias1 = 1.0 - self.beta1.powi(t);
+        let bias2 = 1.0 - self.beta2.powi(t);
+        (self.lr / bias1, bias2.sqrt())
+    }
+}
+
+fn contiguous<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> candle_core::Result<&'a [f32]> {
+    let dtype = storage.dtype();
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: expected f32, found {dtype:?}");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(candle_core::Error::RequiresContiguous { op });
+    };
+    Ok(&data[start..end])
+}
+
+fn contiguous_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let dtype = storage.dtype();
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: expected f32, found {dtype:?}");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(candle_core::Error::RequiresContiguous { op });
+    };
+    Ok(&mut data[start..end])
+}
+
+fn check_moments(op: &str, moments: usize, n: usize) -> candle_core::Result<()> {
+    if moments != 2 * n {
+        candle_core::bail!("{op}: {moments} moment values for {n} parameter values (expected 2n)");
+    }
+    Ok(())
+}
+
+impl InplaceOp3 for MomentsUpdate {
+    fn name(&self) -> &'static str {
+        "crossdistill-adamw-moments"
+    }
+
+    /// `dst`: the moments `(2n,)`; `grad`: `(n,)`; `flags`: `(3,)`.
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        grad: &CpuStorage,
+        grad_l: &Layout,
+        flags: &CpuStorage,
+        flags_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let op = self.name();
+        let flags = Flags::read(contiguous(flags, flags_l, op)?)?;
+        let grad = contiguous(grad, grad_l, op)?;
+        let moments = contiguous_mut(dst, dst_l, op)?;
+        check_moments(op, moments.len(), grad.len())?;
+        if !flags.ok {
+            return Ok(());
+        }
+        let (b1, b2, clip) = (self.beta1, self.beta2, flags.clip);
+        let (m, v) = moments.split_at_mut(grad.len());
+        m.par_chunks_mut(CHUNK)
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(grad.par_chunks(CHUNK))
+            .for_each(|((m, v), grad)| {
+                for ((m, v), &g) in m.iter_mut().zip(v).zip(grad) {
+                    let g = g * clip;
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                }
+            });
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        grad: &candle_core::CudaStorage,
+        grad_l: &Layout,
+        flags: &candle_core::CudaStorage,
+        flags_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let n = grad_l.shape().elem_count();
+        check_moments(self.name(), dst_l.shape().elem_count(), n)?;
+        cuda::launch_moments(self, dst, dst_l, grad, grad_l, flags, flags_l, n)
+    }
+}
+
+impl InplaceOp3 for ParamUpdate {
+    fn name(&self) -> &'static str {
+        "crossdistill-adamw-param"
+    }
+
+    /// `dst`: the parameter `(n,)` (any shape, contiguous); `moments`: `(2n,)` already updated
+    /// by [`MomentsUpdate`]; `flags`: `(3,)`.
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        moments: &CpuStorage,
+        moments_l: &Layout,
+        flags: &CpuStorage,
+        flags_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let op = self.name();
+        let flags = Flags::read(contiguous(flags, flags_l, op)?)?;
+        let moments = contiguous(moments, moments_l, op)?;
+        let params = contiguous_mut(dst, dst_l, op)?;
+        check_moments(op, moments.len(), params.len())?;
+        if !flags.ok {
+            return Ok(());
+        }
+        let (step_size, bias2_sqrt) = self.step_size_and_bias2_sqrt(flags.t);
+        let (eps, decay) = (self.eps, self.decay);
+        let (m, v) = moments.split_at(params.len());
+        params
+            .par_chunks_mut(CHUNK)
+            .zip(m.par_chunks(CHUNK))
+            .zip(v.par_chunks(CHUNK))
+            .for_each(|((p, m), v)| {
+                for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
+                    *p *= decay;
+                    let denom = v.sqrt() / bias2_sqrt + eps;
+                    *p -= step_size * m / denom;
+                }
+            });
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        dst: &mut candle_core::CudaStorage,
+        dst_l: &Layout,
+        moments: &candle_core::CudaStorage,
+        moments_l: &Layout,
+        flags: &candle_core::CudaStorage,
+        flags_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let n = dst_l.shape().elem_count();
+        check_moments(self.name(), moments_l.shape().elem_count(), n)?;
+        cuda::launch_param(self, dst, dst_l, moments, moments_l, flags, flags_l, n)
+    }
+}
+
+/// The CUDA kernels: the CPU loops above in C, one thread per element (grid-stride).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::sync::OnceLock;
+
+    use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+    use candle_core::cuda::WrapErr;
+    use candle_core::{CudaStorage, Layout};
+
+    use super::{MomentsUpdate, ParamUpdate};
+
+    const MODULE: &str = "crossdistill_adamw";
+
+    /// `powi` as LLVM's `__powisf2` computes it (what Rust's `f32::powi` calls), so `t` gives
+    /// the same bias corrections as on the CPU.
+    const SOURCE: &str = r#"
+__device__ float crossdistill_powi(float a, int b) {
+    const int recip = b < 0;
+    float r = 1.0f;
+    while (1) {
+        if (b & 1) r *= a;
+        b /= 2;
+        if (b == 0) break;
+        a *= a;
+    }
+    return recip ? 1.0f / r : r;
+}
+
+extern "C" __global__ void crossdistill_adamw_moments(
+    const size_t n, float *moments, const float *grad, const float *flags,
+    const float b1, const float b2) {
+    if (flags[0] == 0.0f) return;
+    const float clip = flags[2];
+    float *m = moments;
+    float *v = moments + n;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)blockDim.x * gridDim.x) {
+        const float g = grad[i] * clip;
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    }
+}
+
+extern "C" __global__ void crossdistill_adamw_param(
+    const size_t n, float *params, const float *moments, const float *flags,
+    const float lr, const float b1, const float b2, const float eps, const float decay) {
+    if (flags[0] == 0.0f) return;
+    const int t = (int)flags[1];
+    const float bias1 = 1.0f - crossdistill_powi(b1, t);
+    const float bias2 = 1.0f - crossdistill_powi(b2, t);
+    const float step_size = lr / bias1;
+    const float bias2_sqrt = sqrtf(bias2);
+    const float *m = moments;
+    const float *v = moments + n;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)blockDim.x * gridDim.x) {
+        float p = params[i] * decay;
+        const float denom = sqrtf(v[i]) / bias2_sqrt + eps;
+        params[i] = p - step_size * m[i] / denom;
+    }
+}
+"#;
+
+    /// The PTX of [`SOURCE`], compiled once per process (IEEE division and square root, no
+    /// flush to zero, no FMA contraction).
+    fn ptx() -> candle_core::Result<&'static str> {
+        static PTX: OnceLock<Result<String, String>> = OnceLock::new();
+        let compiled = PTX.get_or_init(|| {
+            let options = CompileOptions {
+                fmad: Some(false),
+                ftz: Some(false),
+                prec_div: Some(true),
+                prec_sqrt: Some(true),
+                ..Default::default()
+            };
+            compile_ptx_with_opts(SOURCE, options)
+                .map(|ptx| ptx.to_src())
+                .map_err(|e| format!("NVRTC could not compile the AdamW kernels: {e}"))
+        });
+        compiled
+            .as_deref()
+            .map_err(|e| candle_core::Error::Cuda(e.clone().into()))
+    }
+
+    fn offsets(layout: &Layout, op: &'static str) -> candle_core::Result<(usize, usize)> {
+        layout
+            .contiguous_offsets()
+            .ok_or(candle_core::Error::RequiresContiguous { op })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_moments(
+        op: &MomentsUpdate,
+        dst: &mut CudaStorage,
+        dst_l: &Layout,
+        grad: &CudaStorage,
+        grad_l: &Layout,
+        flags: &CudaStorage,
+        flags_l: &Layout,
+        n: usize,
+    ) -> candle_core::Result<()> {
+        let name = "crossdistill-adamw-moments";
+        let func =
+            dst.device
+                .get_or_load_custom_func("crossdistill_adamw_moments", MODULE, ptx()?)?;
+        let (d0, d1) = offsets(dst_l, name)?;
+        let (g0, g1) = offsets(grad_l, name)?;
+        let (f0, f1) = offsets(flags_l, name)?;
+        let grad = grad.as_cuda_slice::<f32>()?.slice(g0..g1);
+        let flags = flags.as_cuda_slice::<f32>()?.slice(f0..f1);
+        let mut moments = dst.as_cuda_slice_mut::<f32>()?.slice_mut(d0..d1);
+        let mut builder = func.builder();
+        builder.arg(&n);
+        builder.arg(&mut moments);
+        builder.arg(&grad);
+        builder.arg(&flags);
+        builder.arg(&op.beta1);
+        builder.arg(&op.beta2);
+        // SAFETY: the arguments match the kernel's signature; every slice holds what it indexes
+        // (checked lengths: moments 2n, grad n, flags 3).
+        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn launch_param(
+        op: &ParamUpdate,
+        dst: &mut CudaStorage,
+        dst_l: &Layout,
+        moments: &CudaStorage,
+        moments_l: &Layout,
+        flags: &CudaStorage,
+        flags_l: &Layout,
+        n: usize,
+    ) -> candle_core::Result<()> {
+        let name = "crossdistill-adamw-param";
+        let func =
+            dst.device
+                .get_or_load_custom_func("crossdistill_adamw_param", MODULE, ptx()?)?;
+        let (d0, d1) = offsets(dst_l, name)?;
+        let (m0, m1) = offsets(moments_l, name)?;
+        let (f0, f1) = offsets(flags_l, name)?;
+        let moments = moments.as_cuda_slice::<f32>()?.slice(m0..m1);
+        let flags = flags.as_cuda_slice::<f32>()?.slice(f0..f1);
+        let mut params = dst.as_cuda_slice_mut::<f32>()?.slice_mut(d0..d1);
+        let mut builder = func.builder();
+        builder.arg(&n);
+        builder.arg(&mut params);
+        builder.arg(&moments);
+        builder.arg(&flags);
+        builder.arg(&op.lr);
+        builder.arg(&op.beta1);
+        builder.arg(&op.beta2);
+        builder.arg(&op.eps);
+        builder.arg(&op.decay);
+        // SAFETY: as in `launch_moments` (params n, moments 2n, flags 3).
+        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor};
+
+    use super::*;
+
+    fn flags(ok: f32, t: f32, clip: f32) -> Tensor {
+        Tensor::new(&[ok, t, clip], &Device::Cpu).unwrap()
+    }
+
+    /// torch.optim.AdamW(lr=0.1, weight_decay=0.5) on p = 1 with gradients 0.5 then −0.25 (the
+    /// host AdamW's test): 0.85 after the first step; a step with ok = 0 in between changes
+    /// nothing, and the clip factor scales the gradient.
+    #[test]
+    fn the_fused_update_is_torchs_adamw_and_a_not_ok_step_is_a_no_op() {
+        let dev = Device::Cpu;
+        let param = Tensor::new(&[1f32], &dev).unwrap();
+        let moments = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
+        let (b1, b2) = (0.9, 0.999);
+        let moments_op = MomentsUpdate {
+            beta1: b1,
+            beta2: b2,
+        };
+        let param_op = ParamUpdate {
+            lr: 0.1,
+            beta1: b1,
+            beta2: b2,
+            eps: 1e-8,
+            decay: 1.0 - 0.1 * 0.5,
+        };
+        let step = |grad: f32, flags: &Tensor| {
+            let grad = Tensor::new(&[grad], &dev).unwrap();
+            moments.inplace_op3(&grad, flags, &moments_op).unwrap();
+            param.inplace_op3(&moments, flags, &param_op).unwrap();
+            param.to_vec1::<f32>().unwrap()[0]
+        };
+        // The gradient 1.0 clipped by 0.5 is the 0.5 of torch's example.
+        let p1 = step(1.0, &flags(1.0, 1.0, 0.5));
+        assert!((p1 - 0.85).abs() < 1e-6, "{p1}");
+        let before: Vec<f32> = moments.to_vec1().unwrap();
+        let skipped = step(f32::NAN, &flags(0.0, 1.0, f32::NAN));
+        assert_eq!(skipped, p1);
+        assert_eq!(moments.to_vec1::<f32>().unwrap(), before);
+        // torch, step 2 (gradient −0.25): p = 0.85·0.95 − 0.1·m̂/(√v̂ + eps).
+        let p2 = step(-0.25, &flags(1.0, 2.0, 1.0));
+        let (m, v) = (
+            0.9 * 0.05 + 0.1 * -0.25f64,
+            0.999 * 0.00025 + 0.001 * 0.0625,
+        );
+        let (m_hat, v_hat) = (m / (1.0 - 0.81), v / (1.0 - 0.999f64.powi(2)));
+        let expected = 0.85 * 0.95 - 0.1 * m_hat / (v_hat.sqrt() + 1e-8);
+        assert!(
+            (f64::from(p2) - expected).abs() < 1e-6,
+            "{p2} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn moments_of_the_wrong_size_and_bad_flags_are_errors() {
+        let dev = Device::Cpu;
+        let op = MomentsUpdate {
+            beta1: 0.9,
+            beta2: 0.999,
+        };
+        let moments = Tensor::zeros(3, candle_core::DType::F32, &dev).unwrap();
+        let grad = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
+        let err = moments
+            .inplace_op3(&grad, &flags(1.0, 1.0, 1.0), &op)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 moment values for 2 parameter values"),
+            "{err}"
+        );
+        let moments = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
+        let err = moments
+            .inplace_op3(&grad, &Tensor::new(&[1f32], &dev).unwrap(), &op)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected 3 step flags"), "{err}");
+    }
+}
