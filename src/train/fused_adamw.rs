@@ -223,23 +223,12 @@ impl InplaceOp3 for ParamUpdate {
     }
 }
 
-/// The CUDA kernels: the CPU loops above in C, one thread per element (grid-stride).
-#[cfg(feature = "cuda")]
-mod cuda {
-    use std::sync::OnceLock;
-
-    use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
-    use candle_core::cuda::WrapErr;
-    use candle_core::{CudaStorage, Layout};
-
-    use super::{MomentsUpdate, ParamUpdate};
-
-    const MODULE: &str = "crossdistill_adamw";
-
-    /// `powi` as LLVM's `__powisf2` computes it (what Rust's `f32::powi` calls), so `t` gives
-    /// the same bias corrections as on the CPU.
-    const SOURCE: &str = r#"
+/// The CUDA kernels' source (C): the CPU loops above, one thread per element (grid-stride).
+/// `crossdistill_powi` is `powi` as LLVM's `__powisf2` computes it (what Rust's `f32::powi`
+/// calls), so `t` gives the same bias corrections as on the CPU. The lib tests compile it for the
+/// host with the C compiler (one thread, `cc -ffp-contract=off`) and check it against the CPU code.
+#[cfg(any(feature = "cuda", test))]
+const KERNELS: &str = r#"
 __device__ float crossdistill_powi(float a, int b) {
     const int recip = b < 0;
     float r = 1.0f;
@@ -287,7 +276,21 @@ extern "C" __global__ void crossdistill_adamw_param(
 }
 "#;
 
-    /// The PTX of [`SOURCE`], compiled once per process (IEEE division and square root, no
+/// Launching [`KERNELS`] on a CUDA device.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use std::sync::OnceLock;
+
+    use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+    use candle_core::cuda::WrapErr;
+    use candle_core::{CudaStorage, Layout};
+
+    use super::{MomentsUpdate, ParamUpdate, KERNELS};
+
+    const MODULE: &str = "crossdistill_adamw";
+
+    /// The PTX of [`KERNELS`], compiled once per process (IEEE division and square root, no
     /// flush to zero, no FMA contraction).
     fn ptx() -> candle_core::Result<&'static str> {
         static PTX: OnceLock<Result<String, String>> = OnceLock::new();
@@ -299,7 +302,7 @@ extern "C" __global__ void crossdistill_adamw_param(
                 prec_sqrt: Some(true),
                 ..Default::default()
             };
-            compile_ptx_with_opts(SOURCE, options)
+            compile_ptx_with_opts(KERNELS, options)
                 .map(|ptx| ptx.to_src())
                 .map_err(|e| format!("NVRTC could not compile the AdamW kernels: {e}"))
         });
@@ -440,6 +443,146 @@ mod tests {
             (f64::from(p2) - expected).abs() < 1e-6,
             "{p2} vs {expected}"
         );
+    }
+
+    /// The host's C compiler runs [`KERNELS`] as one thread (`blockIdx = threadIdx = 0`,
+    /// `blockDim = gridDim = 1`: the grid-stride loop visits every element) with the CUDA
+    /// qualifiers defined away; fed through stdin/stdout as raw f32.
+    const HARNESS: &str = r#"
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#define __device__ static
+#define __global__
+struct dim3_ { unsigned x; };
+static const struct dim3_ blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};
+@KERNELS@
+static float *read_floats(size_t count) {
+    float *values = malloc(count * sizeof(float));
+    if (fread(values, sizeof(float), count, stdin) != count) exit(3);
+    return values;
+}
+int main(void) {
+    /* header: n, steps, b1, b2, eps, wd; then params[n]; per step: lr, ok, t, clip, grad[n] */
+    float *header = read_floats(6);
+    size_t n = (size_t)header[0];
+    int steps = (int)header[1];
+    float b1 = header[2], b2 = header[3], eps = header[4], wd = header[5];
+    float *params = read_floats(n);
+    float *moments = calloc(2 * n, sizeof(float));
+    for (int s = 0; s < steps; s++) {
+        float *step = read_floats(4);
+        float *grad = read_floats(n);
+        float lr = step[0];
+        crossdistill_adamw_moments(n, moments, grad, step + 1, b1, b2);
+        crossdistill_adamw_param(n, params, moments, step + 1, lr, b1, b2, eps, 1.0f - lr * wd);
+    }
+    fwrite(params, sizeof(float), n, stdout);
+    fwrite(moments, sizeof(float), 2 * n, stdout);
+    return 0;
+}
+"#;
+
+    #[test]
+    fn the_cuda_kernels_compiled_for_the_host_equal_the_cpu_code_bit_for_bit() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("adamw.c");
+        let program = dir.path().join("adamw");
+        let kernels = KERNELS.replace("extern \"C\" ", "");
+        std::fs::write(&source, HARNESS.replace("@KERNELS@", &kernels)).unwrap();
+        let compiled = Command::new("cc")
+            .args(["-O2", "-std=c11", "-ffp-contract=off", "-o"])
+            .arg(&program)
+            .arg(&source)
+            .arg("-lm")
+            .output()
+            .expect("a C compiler `cc` (the Rust toolchain links with it)");
+        assert!(
+            compiled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+
+        let n = 40_000usize;
+        let (b1, b2, eps, wd) = (0.9f32, 0.999f32, 1e-8f32, 0.1f32);
+        // Steps: applied, skipped (NaN gradient), applied with a clip, applied.
+        let steps = [
+            (1e-2f32, 1f32, 1f32, 1f32),
+            (2e-2, 0.0, 1.0, f32::NAN),
+            (3e-2, 1.0, 2.0, 0.25),
+            (4e-2, 1.0, 3.0, 0.7),
+        ];
+        let values = |seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0)
+                .collect()
+        };
+        let mut input: Vec<f32> = vec![n as f32, steps.len() as f32, b1, b2, eps, wd];
+        input.extend(values(0));
+        let dev = Device::Cpu;
+        let param = Tensor::from_vec(values(0), n, &dev).unwrap();
+        let moments = Tensor::zeros(2 * n, candle_core::DType::F32, &dev).unwrap();
+        for (s, &(lr, ok, t, clip)) in steps.iter().enumerate() {
+            let mut grad = values(s + 1);
+            if ok == 0.0 {
+                grad[n / 2] = f32::NAN;
+            }
+            input.extend([lr, ok, t, clip]);
+            input.extend(&grad);
+            let flags = flags(ok, t, clip);
+            let grad = Tensor::from_vec(grad, n, &dev).unwrap();
+            moments
+                .inplace_op3(
+                    &grad,
+                    &flags,
+                    &MomentsUpdate {
+                        beta1: b1,
+                        beta2: b2,
+                    },
+                )
+                .unwrap();
+            let op = ParamUpdate {
+                lr,
+                beta1: b1,
+                beta2: b2,
+                eps,
+                decay: 1.0 - lr * wd,
+            };
+            param.inplace_op3(&moments, &flags, &op).unwrap();
+        }
+
+        let mut child = Command::new(&program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let bytes: Vec<u8> = input.iter().flat_map(|x| x.to_le_bytes()).collect();
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{:?}", output.status);
+        let from_c: Vec<f32> = output
+            .stdout
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mut from_rust: Vec<f32> = param.to_vec1().unwrap();
+        from_rust.extend(moments.to_vec1::<f32>().unwrap());
+        assert_eq!(from_c.len(), 3 * n);
+        let differing = from_c
+            .iter()
+            .zip(&from_rust)
+            .filter(|(c, r)| c.to_bits() != r.to_bits())
+            .count();
+        assert_eq!(
+            differing, 0,
+            "values where the C kernels and the CPU code differ"
+        );
+        // The updates did something: the parameters moved.
+        assert!(from_rust[..n].iter().zip(values(0)).any(|(p, p0)| *p != p0));
     }
 
     #[test]
