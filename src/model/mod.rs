@@ -46,7 +46,7 @@ pub use modernbert_config::{ModernBertPooling, ModernBertSettings};
 pub use ops::Dropout;
 pub use pair_scorer::PairScorer;
 pub use param_spec::{ParamKind, ParamSpec};
-pub use precision::Precision;
+pub use precision::{Precision, CPU_PRECISION_ENV};
 pub use source::{looks_like_hub_id, model_reference, ModelFiles};
 pub use trim::{
     trim_vocab, CorpusColumns, TokenizerKind, TrimCorpus, TrimOptions, TrimReport, VocabMap,
