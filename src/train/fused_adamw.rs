@@ -13,8 +13,9 @@
 //! applied including this one (the bias corrections' step, kept on the device because it only
 //! advances on ok steps), `clip` torch's `clip_grad_norm_` factor. The formula, its order of
 //! operations and `powi` are those of the host [`AdamW`](super::optim::AdamW), so the CPU
-//! implementation here equals it exactly; the CUDA kernel is the same code in C, compiled by
-//! NVRTC at first use with FMA contraction off (the CPU's f32 arithmetic, rounded per operation).
+//! implementation here equals it exactly; the CUDA kernel is the same code in C
+//! (`fused_adamw.cu`), built to PTX by build.rs with FMA contraction off (the CPU's f32
+//! arithmetic, rounded per operation).
 //! A parameter's moments are one contiguous `(2n,)` tensor: `m` then `v`.
 
 use candle_core::backend::BackendStorage;
@@ -223,93 +224,25 @@ impl InplaceOp3 for ParamUpdate {
     }
 }
 
-/// The CUDA kernels' source (C): the CPU loops above, one thread per element (grid-stride).
-/// `crossdistill_powi` is `powi` as LLVM's `__powisf2` computes it (what Rust's `f32::powi`
-/// calls), so `t` gives the same bias corrections as on the CPU. The lib tests compile it for the
-/// host with the C compiler (one thread, `cc -ffp-contract=off`) and check it against the CPU code.
-#[cfg(any(feature = "cuda", test))]
-const KERNELS: &str = r#"
-__device__ float crossdistill_powi(float a, int b) {
-    const int recip = b < 0;
-    float r = 1.0f;
-    while (1) {
-        if (b & 1) r *= a;
-        b /= 2;
-        if (b == 0) break;
-        a *= a;
-    }
-    return recip ? 1.0f / r : r;
-}
+/// The CUDA kernels' source (`fused_adamw.cu`: C, the CPU loops above, one thread per element),
+/// which the tests compile for the host.
+#[cfg(test)]
+const KERNELS: &str = include_str!("fused_adamw.cu");
 
-extern "C" __global__ void crossdistill_adamw_moments(
-    const size_t n, float *moments, const float *grad, const float *flags,
-    const float b1, const float b2) {
-    if (flags[0] == 0.0f) return;
-    const float clip = flags[2];
-    float *m = moments;
-    float *v = moments + n;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (size_t)blockDim.x * gridDim.x) {
-        const float g = grad[i] * clip;
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-    }
-}
-
-extern "C" __global__ void crossdistill_adamw_param(
-    const size_t n, float *params, const float *moments, const float *flags,
-    const float lr, const float b1, const float b2, const float eps, const float decay) {
-    if (flags[0] == 0.0f) return;
-    const int t = (int)flags[1];
-    const float bias1 = 1.0f - crossdistill_powi(b1, t);
-    const float bias2 = 1.0f - crossdistill_powi(b2, t);
-    const float step_size = lr / bias1;
-    const float bias2_sqrt = sqrtf(bias2);
-    const float *m = moments;
-    const float *v = moments + n;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (size_t)blockDim.x * gridDim.x) {
-        float p = params[i] * decay;
-        const float denom = sqrtf(v[i]) / bias2_sqrt + eps;
-        params[i] = p - step_size * m[i] / denom;
-    }
-}
-"#;
-
-/// Launching [`KERNELS`] on a CUDA device.
+/// Launching the kernels of `fused_adamw.cu` on a CUDA device.
 #[cfg(feature = "cuda")]
 mod cuda {
-    use std::sync::OnceLock;
-
     use candle_core::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
     use candle_core::cuda::WrapErr;
     use candle_core::{CudaStorage, Layout};
 
-    use super::{MomentsUpdate, ParamUpdate, KERNELS};
+    use super::{MomentsUpdate, ParamUpdate};
 
     const MODULE: &str = "crossdistill_adamw";
 
-    /// The PTX of [`KERNELS`], compiled once per process (IEEE division and square root, no
-    /// flush to zero, no FMA contraction).
-    fn ptx() -> candle_core::Result<&'static str> {
-        static PTX: OnceLock<Result<String, String>> = OnceLock::new();
-        let compiled = PTX.get_or_init(|| {
-            let options = CompileOptions {
-                fmad: Some(false),
-                ftz: Some(false),
-                prec_div: Some(true),
-                prec_sqrt: Some(true),
-                ..Default::default()
-            };
-            compile_ptx_with_opts(KERNELS, options)
-                .map(|ptx| ptx.to_src())
-                .map_err(|e| format!("NVRTC could not compile the AdamW kernels: {e}"))
-        });
-        compiled
-            .as_deref()
-            .map_err(|e| candle_core::Error::Cuda(e.clone().into()))
-    }
+    /// `fused_adamw.cu` as PTX for `compute_75` (any GPU CUDA 13 supports; the driver compiles it for
+    /// the GPU at load), built by build.rs with the toolkit's nvcc, as candle builds its own.
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused_adamw.ptx"));
 
     fn offsets(layout: &Layout, op: &'static str) -> candle_core::Result<(usize, usize)> {
         layout
@@ -329,9 +262,9 @@ mod cuda {
         n: usize,
     ) -> candle_core::Result<()> {
         let name = "crossdistill-adamw-moments";
-        let func =
-            dst.device
-                .get_or_load_custom_func("crossdistill_adamw_moments", MODULE, ptx()?)?;
+        let func = dst
+            .device
+            .get_or_load_custom_func("crossdistill_adamw_moments", MODULE, PTX)?;
         let (d0, d1) = offsets(dst_l, name)?;
         let (g0, g1) = offsets(grad_l, name)?;
         let (f0, f1) = offsets(flags_l, name)?;
@@ -363,9 +296,9 @@ mod cuda {
         n: usize,
     ) -> candle_core::Result<()> {
         let name = "crossdistill-adamw-param";
-        let func =
-            dst.device
-                .get_or_load_custom_func("crossdistill_adamw_param", MODULE, ptx()?)?;
+        let func = dst
+            .device
+            .get_or_load_custom_func("crossdistill_adamw_param", MODULE, PTX)?;
         let (d0, d1) = offsets(dst_l, name)?;
         let (m0, m1) = offsets(moments_l, name)?;
         let (f0, f1) = offsets(flags_l, name)?;
