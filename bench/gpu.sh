@@ -116,4 +116,5 @@ ours = float(sys.argv[3])
 print(f"| {sys.argv[2]} | {peer:.0f} | {ours:.0f} | {ours / peer:.2f}x |")
 PY
 done
-echo "| quickstart wall time (s), CPU vs $device | ${ours[quickstart_cpu]} | ${ours[quickstart_$device]} | |"
+echo
+echo "quickstart wall time: ${ours[quickstart_cpu]} s on the CPU, ${ours[quickstart_$device]} s on $device"
