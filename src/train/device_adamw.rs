@@ -131,8 +131,19 @@ impl DeviceAdamW {
         self.steps = (&self.steps + ok)?;
         let flags = Tensor::cat(&[ok, &self.steps, clip], 0)?;
         let (beta1, beta2) = (self.config.beta1 as f32, self.config.beta2 as f32);
-        let lr32 = lr as f32;
         let moments_op = MomentsUpdate { beta1, beta2 };
+        let lr = lr as f32;
+        let plain = ParamUpdate {
+            lr,
+            beta1,
+            beta2,
+            eps: self.config.eps as f32,
+            decay: 1.0,
+        };
+        let decaying = ParamUpdate {
+            decay: 1.0 - lr * self.config.weight_decay as f32,
+            ..plain
+        };
         for ((var, grad), state) in vars.iter().zip(grads).zip(&self.moments) {
             let zeros;
             let grad = match grad {
@@ -142,22 +153,12 @@ impl DeviceAdamW {
                     &zeros
                 }
             };
-            let param = var.as_tensor();
-            let param_op = ParamUpdate {
-                lr: lr32,
-                beta1,
-                beta2,
-                eps: self.config.eps as f32,
-                decay: if state.decay {
-                    1.0 - lr32 * self.config.weight_decay as f32
-                } else {
-                    1.0
-                },
-            };
+            let param_op = if state.decay { &decaying } else { &plain };
             state
                 .moments
                 .inplace_op3(&grad.flatten_all()?, &flags, &moments_op)?;
-            param.inplace_op3(&state.moments, &flags, &param_op)?;
+            var.as_tensor()
+                .inplace_op3(&state.moments, &flags, param_op)?;
         }
         Ok(())
     }

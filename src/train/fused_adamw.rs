@@ -163,7 +163,19 @@ impl InplaceOp3 for MomentsUpdate {
     ) -> candle_core::Result<()> {
         let n = grad_l.shape().elem_count();
         check_moments(self.name(), dst_l.shape().elem_count(), n)?;
-        cuda::launch_moments(self, dst, dst_l, grad, grad_l, flags, flags_l, n)
+        let scalars = [self.beta1, self.beta2];
+        cuda::launch(
+            "crossdistill_adamw_moments",
+            self.name(),
+            n,
+            dst,
+            dst_l,
+            grad,
+            grad_l,
+            flags,
+            flags_l,
+            &scalars,
+        )
     }
 }
 
@@ -220,7 +232,19 @@ impl InplaceOp3 for ParamUpdate {
     ) -> candle_core::Result<()> {
         let n = dst_l.shape().elem_count();
         check_moments(self.name(), moments_l.shape().elem_count(), n)?;
-        cuda::launch_param(self, dst, dst_l, moments, moments_l, flags, flags_l, n)
+        let scalars = [self.lr, self.beta1, self.beta2, self.eps, self.decay];
+        cuda::launch(
+            "crossdistill_adamw_param",
+            self.name(),
+            n,
+            dst,
+            dst_l,
+            moments,
+            moments_l,
+            flags,
+            flags_l,
+            &scalars,
+        )
     }
 }
 
@@ -236,8 +260,6 @@ mod cuda {
     use candle_core::cuda::WrapErr;
     use candle_core::{CudaStorage, Layout};
 
-    use super::{MomentsUpdate, ParamUpdate};
-
     const MODULE: &str = "crossdistill_adamw";
 
     /// `fused_adamw.cu` as PTX for `compute_75` (any GPU CUDA 13 supports; the driver compiles it for
@@ -250,72 +272,39 @@ mod cuda {
             .ok_or(candle_core::Error::RequiresContiguous { op })
     }
 
+    /// Launch `kernel(n, dst, src, flags, scalars…)`, both kernels' signature, over `n` elements
+    /// (`op` names the op in errors). The lengths were checked by the caller: `dst` and `src` are
+    /// n and 2n (or 2n and n), `flags` 3.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn launch_moments(
-        op: &MomentsUpdate,
+    pub(super) fn launch(
+        kernel: &str,
+        op: &'static str,
+        n: usize,
         dst: &mut CudaStorage,
         dst_l: &Layout,
-        grad: &CudaStorage,
-        grad_l: &Layout,
+        src: &CudaStorage,
+        src_l: &Layout,
         flags: &CudaStorage,
         flags_l: &Layout,
-        n: usize,
+        scalars: &[f32],
     ) -> candle_core::Result<()> {
-        let name = "crossdistill-adamw-moments";
-        let func = dst
-            .device
-            .get_or_load_custom_func("crossdistill_adamw_moments", MODULE, PTX)?;
-        let (d0, d1) = offsets(dst_l, name)?;
-        let (g0, g1) = offsets(grad_l, name)?;
-        let (f0, f1) = offsets(flags_l, name)?;
-        let grad = grad.as_cuda_slice::<f32>()?.slice(g0..g1);
+        let func = dst.device.get_or_load_custom_func(kernel, MODULE, PTX)?;
+        let (d0, d1) = offsets(dst_l, op)?;
+        let (s0, s1) = offsets(src_l, op)?;
+        let (f0, f1) = offsets(flags_l, op)?;
+        let src = src.as_cuda_slice::<f32>()?.slice(s0..s1);
         let flags = flags.as_cuda_slice::<f32>()?.slice(f0..f1);
-        let mut moments = dst.as_cuda_slice_mut::<f32>()?.slice_mut(d0..d1);
+        let mut dst = dst.as_cuda_slice_mut::<f32>()?.slice_mut(d0..d1);
         let mut builder = func.builder();
         builder.arg(&n);
-        builder.arg(&mut moments);
-        builder.arg(&grad);
+        builder.arg(&mut dst);
+        builder.arg(&src);
         builder.arg(&flags);
-        builder.arg(&op.beta1);
-        builder.arg(&op.beta2);
-        // SAFETY: the arguments match the kernel's signature; every slice holds what it indexes
-        // (checked lengths: moments 2n, grad n, flags 3).
-        unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn launch_param(
-        op: &ParamUpdate,
-        dst: &mut CudaStorage,
-        dst_l: &Layout,
-        moments: &CudaStorage,
-        moments_l: &Layout,
-        flags: &CudaStorage,
-        flags_l: &Layout,
-        n: usize,
-    ) -> candle_core::Result<()> {
-        let name = "crossdistill-adamw-param";
-        let func = dst
-            .device
-            .get_or_load_custom_func("crossdistill_adamw_param", MODULE, PTX)?;
-        let (d0, d1) = offsets(dst_l, name)?;
-        let (m0, m1) = offsets(moments_l, name)?;
-        let (f0, f1) = offsets(flags_l, name)?;
-        let moments = moments.as_cuda_slice::<f32>()?.slice(m0..m1);
-        let flags = flags.as_cuda_slice::<f32>()?.slice(f0..f1);
-        let mut params = dst.as_cuda_slice_mut::<f32>()?.slice_mut(d0..d1);
-        let mut builder = func.builder();
-        builder.arg(&n);
-        builder.arg(&mut params);
-        builder.arg(&moments);
-        builder.arg(&flags);
-        builder.arg(&op.lr);
-        builder.arg(&op.beta1);
-        builder.arg(&op.beta2);
-        builder.arg(&op.eps);
-        builder.arg(&op.decay);
-        // SAFETY: as in `launch_moments` (params n, moments 2n, flags 3).
+        for scalar in scalars {
+            builder.arg(scalar);
+        }
+        // SAFETY: the arguments match the kernel's signature in fused_adamw.cu and every slice
+        // holds what the kernel indexes (the lengths above).
         unsafe { builder.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
         Ok(())
     }

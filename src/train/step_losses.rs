@@ -60,6 +60,15 @@ impl StepLosses {
         }
     }
 
+    /// The per-loss sums read to the host, by key (the host path, where the tensors are host
+    /// memory).
+    pub fn read_parts(&self) -> Result<BTreeMap<String, f64>> {
+        self.parts
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), value.to_vec1::<f64>()?[0])))
+            .collect()
+    }
+
     /// The per-loss sums in key order, and their keys.
     pub fn parts(&self) -> (Vec<String>, Vec<Tensor>) {
         self.parts
@@ -96,5 +105,10 @@ mod tests {
             .map(|v| v.to_vec1::<f64>().unwrap()[0])
             .collect();
         assert_eq!(values, [0.125, 1.75]);
+        let read = losses.read_parts().unwrap();
+        assert_eq!(
+            read,
+            BTreeMap::from([("loss/cmnrl".into(), 0.125), ("loss/mse".into(), 1.75)])
+        );
     }
 }

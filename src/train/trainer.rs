@@ -338,15 +338,10 @@ impl<'a> Trainer<'a> {
         };
         match end {
             StepEnd::Known { loss: value, norm } => {
-                let (keys, values) = losses.parts();
-                let mut parts = BTreeMap::new();
-                for (key, value) in keys.into_iter().zip(values) {
-                    parts.insert(key, value.to_vec1::<f64>()?[0]);
-                }
                 let settled = SettledStep {
                     loss: value,
                     norm,
-                    parts,
+                    parts: losses.read_parts()?,
                     ..settled
                 };
                 Ok(if self.settle(settled)? {

@@ -137,3 +137,16 @@ impl Random {
         limit.mul_f64(self.below(1000) as f64 / 1000.0)
     }
 }
+
+/// A saved model's `model.safetensors` in `dir` as (name, flattened f32 values), sorted by name.
+pub fn model_weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let mut out: Vec<_> = tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

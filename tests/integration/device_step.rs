@@ -6,10 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use candle_core::Device;
 use serde_json::Value;
 
-use crate::common::{fixture, stderr, write_distill_recipe};
+use crate::common::{fixture, model_weights, stderr, write_distill_recipe};
 
 fn run(dir: &Path, args: &[&str], device_step: bool) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_crossdistill"));
@@ -25,21 +24,10 @@ fn run(dir: &Path, args: &[&str], device_step: bool) -> Output {
     command.output().expect("the crossdistill binary runs")
 }
 
-fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let tensors =
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let mut out: Vec<_> = tensors
-        .into_iter()
-        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 /// The largest difference between two runs' final weights, relative to each tensor's largest
 /// magnitude.
 fn weight_difference(a: &Path, b: &Path) -> f64 {
-    let (a, b) = (weights(a), weights(b));
+    let (a, b) = (model_weights(a), model_weights(b));
     assert_eq!(a.len(), b.len());
     let mut worst = 0f64;
     for ((name, x), (other, y)) in a.iter().zip(&b) {

@@ -3,27 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use crossdistill::data::{Field, Label, Row};
 use crossdistill::loss::{LossInput, LossRegistry, LossValue};
 use crossdistill::model::{CrossEncoder, Dropout, LoadOptions, ScoreActivation};
 use crossdistill::train::{train, Plan, Silent};
 
-use crate::common::{crossdistill, fixture, stderr, write_distill_recipe};
+use crate::common::{crossdistill, fixture, model_weights, stderr, write_distill_recipe};
 
 fn write_recipe(dir: &Path, extra: &str) -> PathBuf {
     write_distill_recipe(dir, 48, 8, extra)
-}
-
-fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
-    let tensors =
-        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let mut out: Vec<_> = tensors
-        .into_iter()
-        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 #[test]
@@ -125,7 +113,7 @@ fn resume_from_a_checkpoint_equals_the_uninterrupted_run() {
     let recipe = write_recipe(dir.path(), "epochs = 2\ngradient_accumulation = 2");
     let full = crossdistill(&["train", recipe.to_str().unwrap()]);
     assert!(full.status.success(), "{}", stderr(&full));
-    let reference = weights(&dir.path().join("run/final"));
+    let reference = model_weights(&dir.path().join("run/final"));
     let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
 
     // Keep only checkpoint-3, as if the run had been killed after it.
@@ -139,7 +127,7 @@ fn resume_from_a_checkpoint_equals_the_uninterrupted_run() {
     }
     let resumed = crossdistill(&["train", recipe.to_str().unwrap(), "--resume"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    let after = weights(&run.join("final"));
+    let after = model_weights(&run.join("final"));
     assert_eq!(reference.len(), after.len());
     for ((name, a), (_, b)) in reference.iter().zip(&after) {
         let diff = a
